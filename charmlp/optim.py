@@ -1,0 +1,104 @@
+"""Optimizer and learning-rate schedule specs. Engines read these plain fields, so a native
+or hand-written engine implements exactly what the reference engine gets from torch.optim."""
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .errors import CharmlpError
+
+
+@dataclass
+class Schedule:
+    """Multiplier on the base lr as a function of step; subclasses define `factor`."""
+    warmup: float = 0.0  # fraction of steps with a linear ramp from 0
+
+    def factor(self, step: int, total: int) -> float:
+        raise NotImplementedError
+
+    def __call__(self, step: int, total: int, lr: float) -> float:
+        w = int(self.warmup * total)
+        ramp = (step + 1) / w if step < w else 1.0
+        return lr * ramp * self.factor(step, total)
+
+
+@dataclass
+class Constant(Schedule):
+    def factor(self, step, total):
+        return 1.0
+
+
+@dataclass
+class Step(Schedule):
+    """The reference: lr for the first `at` fraction of steps, lr*`gamma` after."""
+    at: float = 0.5
+    gamma: float = 0.1
+
+    def factor(self, step, total):
+        return 1.0 if step < int(self.at * total) else self.gamma
+
+
+@dataclass
+class Cosine(Schedule):
+    min_ratio: float = 0.01
+
+    def factor(self, step, total):
+        t = step / max(1, total - 1)
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+@dataclass
+class Linear(Schedule):
+    min_ratio: float = 0.01
+
+    def factor(self, step, total):
+        t = step / max(1, total - 1)
+        return 1.0 - (1.0 - self.min_ratio) * t
+
+
+@dataclass
+class Optimizer:
+    lr: float = 0.1
+    weight_decay: float = 0.0  # applied to weight matrices only (C, W1, W2, D), not gains or biases
+    schedule: Schedule = None
+
+    def __post_init__(self):
+        if not self.lr > 0:
+            raise CharmlpError(f"optimizer.lr={self.lr} must be positive")
+        if self.schedule is None:
+            self.schedule = Constant()
+
+    def lr_at(self, step: int, total: int) -> float:
+        return self.schedule(step, total, self.lr)
+
+    def param_groups(self, model) -> list[dict]:
+        decay = [p for n, p in model.named_parameters() if p.dim() == 2]
+        rest = [p for n, p in model.named_parameters() if p.dim() != 2]
+        return [{"params": decay, "weight_decay": self.weight_decay},
+                {"params": rest, "weight_decay": 0.0}]
+
+    def make_torch(self, model) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+
+@dataclass
+class SGD(Optimizer):
+    """Plain SGD as the reference (p -= lr * grad), with optional momentum."""
+    momentum: float = 0.0
+
+    def make_torch(self, model):
+        return torch.optim.SGD(self.param_groups(model), lr=self.lr, momentum=self.momentum,
+                               foreach=False)
+
+
+@dataclass
+class AdamW(Optimizer):
+    lr: float = 0.003
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+
+    def make_torch(self, model):
+        return torch.optim.AdamW(self.param_groups(model), lr=self.lr,
+                                 betas=(self.beta1, self.beta2), eps=self.eps, foreach=False)

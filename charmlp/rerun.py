@@ -1,0 +1,68 @@
+"""charmlp-rerun RUN_DIR [overrides]: rerun one run's exact composed config into a new run
+directory. charmlp-rerun SWEEP_DIR --best reruns a sweep's best trial."""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import CharmlpError
+
+
+def saved_config_dir(run_dir: Path) -> Path:
+    cfg = run_dir / ".hydra" / "config.yaml"
+    if not cfg.is_file():
+        raise CharmlpError(f"{run_dir} has no saved config ({cfg} is missing); fix: pass a run "
+                           "or trial directory written by charmlp-train, or a sweep dir with --best")
+    return cfg.parent
+
+
+def best_run_dir(sweep_dir: Path) -> Path:
+    from .results import best_trial, collect
+    return Path(best_trial(collect(str(sweep_dir)))["output_dir"])
+
+
+def rerun_argv(run_dir: Path, out_dir: Path, overrides: list[str], test: bool) -> list[str]:
+    argv = ["--config-dir", str(saved_config_dir(run_dir)), "--config-name", "config",
+            f"hydra.run.dir={out_dir}"]
+    return argv + (["report_test=true"] if test else []) + overrides
+
+
+def read_metrics(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="charmlp-rerun", description=__doc__)
+    ap.add_argument("path", help="a run/trial directory, or a sweep directory with --best")
+    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides on top, e.g. trainer.steps=1000")
+    ap.add_argument("--best", action="store_true", help="rerun the best trial of the sweep at PATH")
+    ap.add_argument("--test", action="store_true", help="also report the test split's loss")
+    ap.add_argument("--out", help="new run directory (default outputs/reruns/<name>_<time>)")
+    args = ap.parse_args(argv)
+    try:
+        path = Path(args.path).resolve()
+        if not path.is_dir():
+            raise CharmlpError(f"{args.path} is not a directory; fix: pass a run, trial or sweep directory")
+        run_dir = best_run_dir(path) if args.best else path
+        out = Path(args.out or f"outputs/reruns/{run_dir.name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}")
+        hydra_argv = rerun_argv(run_dir, out.resolve(), args.overrides, args.test)
+    except CharmlpError as e:
+        print(f"charmlp-rerun: error: {e}", file=sys.stderr)
+        return 2
+    from . import train
+    sys.argv = ["charmlp-train", *hydra_argv]
+    train.main()
+    new, old = read_metrics(out), read_metrics(run_dir)
+    print(f"rerun of {run_dir} -> {out}")
+    for key in ("train_loss", "dev_loss", "test_loss"):
+        if key in new:
+            print(f"  {key:<10} {new[key]:.6f}   (original: {old.get(key, float('nan')):.6f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The trial budget as a total over the study, shared by every worker. A trial uses the
+budget unless it was failed for reasons outside itself (its worker died and it was
+retried, or it was asked past the budget by a racing worker): those carry `not_counted`."""
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+NOT_COUNTED = "not_counted"
+
+
+def counts(t: FrozenTrial) -> bool:
+    if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
+        return True
+    return t.state == TrialState.FAIL and not t.user_attrs.get(NOT_COUNTED)
+
+
+def used(trials: list[FrozenTrial]) -> int:
+    return sum(counts(t) for t in trials)
+
+
+def failed(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    return [t for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get(NOT_COUNTED)]
+
+
+def within_budget(trials: list[FrozenTrial], number: int, budget: int) -> bool:
+    """Trial numbers are handed out atomically by the storage, so ranking by number makes
+    racing workers agree on who got the last slots."""
+    return sum(counts(t) for t in trials if t.number < number) < budget
+
+
+def fail_uncounted(study: optuna.Study, trial_id: int, reason: str) -> bool:
+    """Mark a trial failed without spending budget; False if another worker got there first."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial_id, NOT_COUNTED, True)
+        storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        return storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False

@@ -1,0 +1,147 @@
+"""The training loop: build from config, step through an engine, evaluate on a fixed
+schedule, write metrics/history/checkpoint into the run directory."""
+import csv
+import io
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from .atomic import write_json, write_text
+from .checkpoint import CHECKPOINT, save_checkpoint
+from .engines import select_engine
+from .errors import CharmlpError, TrialDiverged
+from .evaluate import split_loss
+from .model import uniform_loss
+
+log = logging.getLogger(__name__)
+TRUSTED = ("charmlp.*",)  # config may only instantiate charmlp's own classes
+
+
+@dataclass
+class TrainerConfig:
+    steps: int = 200_000
+    batch_size: int = 32
+    seed: int = 2147483647
+    eval_interval: int = 10_000
+    history_interval: int = 100
+    engine: str = "auto"
+    device: str = "auto"
+    threads: int = 1
+    max_loss: float = 20.0  # a batch loss above this (or NaN/inf) stops the run as diverged
+
+    def __post_init__(self):
+        for key in ("steps", "batch_size", "eval_interval", "history_interval", "threads"):
+            if int(getattr(self, key)) < 1:
+                raise CharmlpError(f"trainer.{key}={getattr(self, key)} must be a positive integer")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build(cfg: DictConfig):
+    """Data, model, optimizer and trainer settings from a composed config."""
+    tc = TrainerConfig(**OmegaConf.to_container(cfg.trainer, resolve=True))
+    data = instantiate(cfg.data, _execution_whitelist_=TRUSTED)
+    gen = torch.Generator().manual_seed(tc.seed)
+    model = instantiate(cfg.model, _execution_whitelist_=TRUSTED)(
+        vocab_size=len(data.vocab), block_size=data.block_size, generator=gen)
+    optimizer = instantiate(cfg.optimizer, _execution_whitelist_=TRUSTED)
+    return tc, data, model, optimizer, gen
+
+
+class History:
+    """Rows of step, lr, mean batch loss over the interval, and dev loss where evaluated."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def add(self, step: int, lr: float, batch_loss: float, dev_loss: float | None = None):
+        self.rows.append({"step": step, "lr": lr, "batch_loss": batch_loss,
+                          "dev_loss": "" if dev_loss is None else dev_loss})
+
+    def write(self, path: Path):
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=["step", "lr", "batch_loss", "dev_loss"])
+        w.writeheader()
+        w.writerows(self.rows)
+        write_text(path, buf.getvalue())
+
+
+def train(cfg: DictConfig, out_dir: str | Path,
+          on_eval: Callable[[int, float], None] | None = None) -> dict:
+    """Train one config into out_dir and return its metrics. `on_eval(step, dev_loss)` is
+    called at each evaluation, as the metric arrives (for reporting and pruning)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tc, data, model, optimizer, gen = build(cfg)
+    torch.set_num_threads(tc.threads)
+    device = pick_device(tc.device)
+    engine_cls = select_engine(tc.engine, model, optimizer, device)
+    model.to(device)
+    Xtr, Ytr = data.X["train"].to(device), data.Y["train"].to(device)
+    Xdev, Ydev = data.X["dev"].to(device), data.Y["dev"].to(device)
+    engine = engine_cls(model, optimizer, Xtr, Ytr, tc.batch_size, gen, tc.steps)
+    V = len(data.vocab)
+    metrics = {"status": "running", "engine": engine.name, "device": str(device),
+               "threads": tc.threads, "num_params": model.num_params(), "vocab_size": V,
+               "uniform_loss": uniform_loss(V), "steps": tc.steps, "batch_size": tc.batch_size}
+    log.info("model %d params, engine %s on %s, %d steps", metrics["num_params"], engine.name,
+             device, tc.steps)
+    history, best = History(), (math.inf, -1)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    t0, step = time.perf_counter(), 0
+    try:
+        while step < tc.steps:
+            n = min(tc.history_interval - step % tc.history_interval,
+                    tc.eval_interval - step % tc.eval_interval, tc.steps - step)
+            losses = engine.run(step, n)
+            if step == 0:
+                metrics["init_loss"] = losses[0].item()
+            check_divergence(losses, step, tc.max_loss)
+            step += n
+            dev = None
+            if step % tc.eval_interval == 0 or step == tc.steps:
+                dev = split_loss(model, Xdev, Ydev)
+                best = min(best, (dev, step))
+                rate = step / (time.perf_counter() - t0)
+                log.info("step %7d/%d  loss %.4f  dev %.4f  lr %.4g  %.0f steps/s", step,
+                         tc.steps, losses[-1].item(), dev, optimizer.lr_at(step - 1, tc.steps), rate)
+            history.add(step, optimizer.lr_at(step - 1, tc.steps), losses.mean().item(), dev)
+            if dev is not None and on_eval is not None:
+                on_eval(step, dev)
+    except TrialDiverged as e:
+        metrics.update(status="diverged", reason=str(e), steps_done=step)
+        history.write(out / "history.csv")
+        write_json(out / "metrics.json", metrics)
+        raise
+    wall = time.perf_counter() - t0
+    metrics.update(status="completed", wall_time=wall, steps_per_sec=tc.steps / wall,
+                   train_loss=split_loss(model, Xtr, Ytr), dev_loss=split_loss(model, Xdev, Ydev),
+                   best_dev_loss=best[0], best_dev_step=best[1])
+    if cfg.get("report_test"):
+        # The test split is for final reports on a chosen config, never for selection.
+        metrics["test_loss"] = split_loss(model, data.X["test"].to(device), data.Y["test"].to(device))
+    history.write(out / "history.csv")
+    save_checkpoint(out / CHECKPOINT, model.cpu(), data.vocab, step, metrics, config)
+    write_json(out / "metrics.json", metrics)
+    log.info("train %.4f  dev %.4f  (init %.4f, ln V %.4f)  %.0f steps/s", metrics["train_loss"],
+             metrics["dev_loss"], metrics["init_loss"], metrics["uniform_loss"], metrics["steps_per_sec"])
+    return metrics
+
+
+def check_divergence(losses: torch.Tensor, step: int, max_loss: float) -> None:
+    bad = ~torch.isfinite(losses) | (losses > max_loss)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise TrialDiverged(f"diverged at step {step + i}: batch loss {losses[i].item():.4g} "
+                            f"(NaN/inf or above trainer.max_loss={max_loss})")

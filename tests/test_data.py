@@ -1,0 +1,99 @@
+import hashlib
+
+import pytest
+import torch
+
+from charmlp.data import NAMES_SHA256, Vocab, build_examples, load_splits, read_names, split_words
+from charmlp.errors import CharmlpError
+from conftest import SHARED_NAMES, make_names
+
+
+def test_split_is_the_reference_shuffle():
+    import random
+    names = make_names(100)
+    words = list(names)
+    random.seed(42)
+    random.shuffle(words)
+    got = split_words(names, (0.8, 0.1, 0.1), 42)
+    assert got["train"] == words[:80] and got["dev"] == words[80:90] and got["test"] == words[90:]
+
+
+def test_vocab_comes_from_the_data_with_boundary_first(tmp_path):
+    f = tmp_path / "n.txt"
+    f.write_text("\n".join(["zoë", "ann", "bob", "éva"] * 10))
+    s = load_splits(str(f))
+    assert s.vocab.chars[0] == "." and len(s.vocab) == 1 + len(set("zoëannbobéva"))
+    assert s.X["train"].shape[1] == 3
+
+
+def test_examples_follow_context_windows():
+    X, Y = build_examples(["ab"], Vocab(".ab"), 3)
+    assert X.tolist() == [[0, 0, 0], [0, 0, 1], [0, 1, 2]] and Y.tolist() == [1, 2, 0]
+
+
+def test_blank_lines_and_whitespace_are_ignored(tmp_path, caplog):
+    f = tmp_path / "n.txt"
+    f.write_text("anna\n\n  bob \nclara\n\n")
+    assert read_names(f) == ["anna", "bob", "clara"]
+    assert "ignored 2 blank lines" in caplog.text
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "data file not found"),
+    (b"", "holds no names"),
+    (b"anna", "too few"),
+    (b"\xff\xfeanna\nbob", "not UTF-8"),
+    (b"an.na\nbob", "boundary character"),
+])
+def test_bad_data_gets_one_clear_error(tmp_path, content, message):
+    f = tmp_path / "n.txt"
+    if content is not None:
+        f.write_bytes(content)
+    with pytest.raises(CharmlpError, match=message) as e:
+        load_splits(str(f))
+    assert "\n" not in str(e.value) and "fix" in str(e.value)
+
+
+@pytest.mark.parametrize("splits", [(0.8, 0.1, 0.2), (1.0, 0.0, 0.0)])
+def test_split_fractions_must_sum_to_one(names_file, splits):
+    with pytest.raises(CharmlpError, match="summing to 1"):
+        load_splits(str(names_file), splits=splits)
+
+
+def test_missing_file_and_no_network_names_the_override(tmp_path, monkeypatch):
+    import charmlp.data as data
+    monkeypatch.setenv("CHARMLP_CACHE", str(tmp_path))
+    monkeypatch.setattr(data.urllib.request, "urlretrieve",
+                        lambda *a: (_ for _ in ()).throw(OSError("network unreachable")))
+    with pytest.raises(CharmlpError, match="data.path="):
+        data.resolve_path(None)
+
+
+def test_download_is_verified_and_cached(tmp_path, monkeypatch):
+    import charmlp.data as data
+    monkeypatch.setenv("CHARMLP_CACHE", str(tmp_path))
+    payload = b"anna\nbob\n"
+    calls = []
+
+    def fake_retrieve(url, dest):
+        calls.append(url)
+        open(dest, "wb").write(payload)
+
+    monkeypatch.setattr(data.urllib.request, "urlretrieve", fake_retrieve)
+    sha = hashlib.sha256(payload).hexdigest()
+    p1 = data.resolve_path(None, sha=sha)
+    p2 = data.resolve_path(None, sha=sha)
+    assert p1 == p2 and p1.read_bytes() == payload and len(calls) == 1
+    with pytest.raises(CharmlpError, match="wrong sha256"):
+        (tmp_path / "charmlp" / "names.txt").unlink()
+        data.resolve_path(None, sha="0" * 64)
+    assert not (tmp_path / "charmlp" / "names.txt").exists()  # a bad download is never cached
+
+
+@pytest.mark.skipif(not SHARED_NAMES.exists(), reason="shared names.txt not present")
+def test_real_data_matches_the_reference_split():
+    assert hashlib.sha256(SHARED_NAMES.read_bytes()).hexdigest() == NAMES_SHA256
+    s = load_splits(str(SHARED_NAMES))
+    assert len(s.vocab) == 27
+    assert {k: len(v) for k, v in s.Y.items()} == {"train": 182625, "dev": 22655, "test": 22866}
+    assert s.X["train"].dtype == torch.long
