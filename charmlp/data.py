@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_path
-from .errors import CharmlpError
+from .errors import CharmlpError, require_positive
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,7 @@ def build_examples(words: list[str], vocab: Vocab, block_size: int) -> tuple[tor
 
 def load_splits(path: str | None, block_size: int = 3, splits=(0.8, 0.1, 0.1),
                 split_seed: int = 42) -> Splits:
-    if block_size < 1:
-        raise CharmlpError(f"data.block_size={block_size} must be >= 1")
+    require_positive("data.", block_size=block_size)
     file = resolve_path(path)
     names = read_names(file)
     if not names:

@@ -7,3 +7,10 @@ class CharmlpError(Exception):
 
 class TrialDiverged(CharmlpError):
     """Training produced NaN/inf or a loss above the configured ceiling."""
+
+
+def require_positive(prefix: str, **values) -> None:
+    """Raise a one-line CharmlpError naming the first value that is not a positive integer."""
+    for key, value in values.items():
+        if int(value) < 1:
+            raise CharmlpError(f"{prefix}{key}={value} must be a positive integer")

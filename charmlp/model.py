@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import CharmlpError
+from .errors import CharmlpError, require_positive
 
 
 @dataclass
@@ -22,9 +22,8 @@ class ModelArgs:
     init: str = "kaiming"         # kaiming | zero (zero shows that symmetry is never broken)
 
     def __post_init__(self):
-        for key in ("vocab_size", "block_size", "n_embd", "n_hidden"):
-            if int(getattr(self, key)) < 1:
-                raise CharmlpError(f"model {key}={getattr(self, key)} must be a positive integer")
+        require_positive("model.", vocab_size=self.vocab_size, block_size=self.block_size,
+                         n_embd=self.n_embd, n_hidden=self.n_hidden)
         if self.init not in ("kaiming", "zero"):
             raise CharmlpError(f"model.init={self.init!r} is unknown; use kaiming or zero")
 

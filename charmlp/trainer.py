@@ -5,7 +5,7 @@ import io
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from .atomic import write_json, write_text
 from .checkpoint import CHECKPOINT, save_checkpoint
 from .engines import select_engine
-from .errors import CharmlpError, TrialDiverged
+from .errors import CharmlpError, TrialDiverged, require_positive
 from .evaluate import split_loss
 from .model import uniform_loss
 
@@ -37,9 +37,26 @@ class TrainerConfig:
     max_loss: float = 20.0  # a batch loss above this (or NaN/inf) stops the run as diverged
 
     def __post_init__(self):
-        for key in ("steps", "batch_size", "eval_interval", "history_interval", "threads"):
-            if int(getattr(self, key)) < 1:
-                raise CharmlpError(f"trainer.{key}={getattr(self, key)} must be a positive integer")
+        for f in fields(self):  # trainer.steps=abc must be one line, not a traceback later
+            setattr(self, f.name, _typed(f"trainer.{f.name}", f.type, getattr(self, f.name)))
+        if not self.max_loss > 0:
+            raise CharmlpError(f"trainer.max_loss={self.max_loss} must be a positive number")
+        require_positive("trainer.", steps=self.steps, batch_size=self.batch_size,
+                         eval_interval=self.eval_interval, history_interval=self.history_interval,
+                         threads=self.threads)
+
+
+def _typed(key: str, kind: type, value):
+    """value as `kind` (int, float or str), or a one-line CharmlpError naming the key."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int and number and float(value).is_integer():
+        return int(value)
+    if kind is float and number:
+        return float(value)
+    if kind is str and isinstance(value, str):
+        return value
+    what = {int: "an integer", float: "a number", str: "a string"}[kind]
+    raise CharmlpError(f"{key}={value!r} must be {what}")
 
 
 def pick_device(name: str) -> torch.device:
@@ -50,7 +67,12 @@ def pick_device(name: str) -> torch.device:
 
 def build(cfg: DictConfig):
     """Data, model, optimizer and trainer settings from a composed config."""
-    tc = TrainerConfig(**OmegaConf.to_container(cfg.trainer, resolve=True))
+    settings = OmegaConf.to_container(cfg.trainer, resolve=True)
+    unknown = sorted(set(settings) - {f.name for f in fields(TrainerConfig)})
+    if unknown:
+        raise CharmlpError(f"trainer.{unknown[0]} is not a trainer setting; choose from "
+                           f"{[f.name for f in fields(TrainerConfig)]}")
+    tc = TrainerConfig(**settings)
     data = instantiate(cfg.data, _execution_whitelist_=TRUSTED)
     gen = torch.Generator().manual_seed(tc.seed)
     model = instantiate(cfg.model, _execution_whitelist_=TRUSTED)(

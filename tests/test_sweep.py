@@ -1,0 +1,103 @@
+"""The sweep commands, run as a user runs them (subprocesses, tiny data, few trials)."""
+import json
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def sweep(names_file, sweep_dir, *extra, preset="smoke", n_trials=4):
+    return run_cli("charmlp-train", "-m", f"+sweep={preset}", f"data.path={names_file}",
+                   "trainer.steps=150", "trainer.eval_interval=50", "trainer.history_interval=50",
+                   f"hydra.sweep.dir={sweep_dir}", f"hydra.sweeper.n_trials={n_trials}", *extra)
+
+
+def load(sweep_dir, name="smoke"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{sweep_dir}/study.db")
+
+
+@pytest.fixture(scope="module")
+def done_sweep(tmp_path_factory, names_file):
+    d = tmp_path_factory.mktemp("sweep")
+    r = sweep(names_file, d)
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def test_results_csv_matches_the_study_trial_by_trial(done_sweep):
+    study = load(done_sweep)
+    df = pd.read_csv(done_sweep / "results.csv")
+    assert len(df) == len(study.trials) == 4
+    for t, row in zip(sorted(study.trials, key=lambda t: t.number), df.itertuples()):
+        assert row.number == t.number and row.state == t.state.name
+        assert row.value == pytest.approx(t.value) and row.dev_loss == pytest.approx(t.value)
+        assert df.loc[row.Index, "params_model.n_embd"] == t.params["model.n_embd"]
+        assert df.loc[row.Index, "params_model.n_hidden"] == t.params["model.n_hidden"]
+        assert row.output_dir == str(done_sweep / f"trial_{t.number:04d}")
+        assert json.loads((done_sweep / f"trial_{t.number:04d}" / "metrics.json").read_text())["dev_loss"] == pytest.approx(t.value)
+
+
+def test_best_config_is_exported_and_reruns_exactly(done_sweep, tmp_path):
+    study = load(done_sweep)
+    best = (done_sweep / "best.yaml").read_text()
+    assert f"charmlp-rerun {done_sweep / f'trial_{study.best_trial.number:04d}'}" in best
+    out = tmp_path / "rerun"
+    r = run_cli("charmlp-rerun", str(done_sweep), "--best", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    dev = json.loads((out / "metrics.json").read_text())["dev_loss"]
+    assert dev == study.best_value  # deterministic on CPU: the same number, not a close one
+
+
+def test_rerun_with_test_split_and_extra_override(done_sweep, tmp_path):
+    out = tmp_path / "rerun"
+    r = run_cli("charmlp-rerun", str(done_sweep / "trial_0001"), "trainer.steps=100", "--test",
+                "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"] == 100 and "test_loss" in m
+
+
+def test_same_command_resumes_and_the_budget_is_a_total(tmp_path, names_file):
+    assert sweep(names_file, tmp_path, n_trials=2).returncode == 0
+    before = {p.name: (p / "metrics.json").read_bytes() for p in tmp_path.glob("trial_*")}
+    r = sweep(names_file, tmp_path, n_trials=3)
+    assert r.returncode == 0, r.stderr
+    study = load(tmp_path)
+    assert sorted(t.number for t in study.trials) == [0, 1, 2]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert {n: (tmp_path / n / "metrics.json").read_bytes() for n in before} == before
+    r = sweep(names_file, tmp_path, n_trials=3)  # budget already spent: nothing new
+    assert r.returncode == 0 and len(load(tmp_path).trials) == 3
+
+
+def test_grid_sweep_runs_each_point_once(tmp_path, names_file):
+    r = sweep(names_file, tmp_path, "model.n_embd=choice(4,8)",
+              "model.n_hidden=choice(16,32)", preset="grid", n_trials=10)
+    assert r.returncode == 0, r.stderr
+    study = load(tmp_path, "grid")
+    points = {(t.params["model.n_embd"], t.params["model.n_hidden"]) for t in study.trials}
+    assert len(study.trials) == 4 and points == {(4, 16), (4, 32), (8, 16), (8, 32)}
+
+
+def test_foreign_trial_dirs_are_never_overwritten(tmp_path, names_file):
+    (tmp_path / "trial_0000").mkdir()
+    (tmp_path / "trial_0000" / "mine.txt").write_text("keep")
+    r = sweep(names_file, tmp_path, n_trials=1)
+    assert r.returncode != 0 and "does not know" in r.stderr + r.stdout
+    assert (tmp_path / "trial_0000" / "mine.txt").read_text() == "keep"
+
+
+def test_basic_sweeper_multirun_is_collected(tmp_path, names_file):
+    r = run_cli("charmlp-train", "-m", f"data.path={names_file}", "trainer.steps=100",
+                "trainer.eval_interval=50", "model.n_embd=4,6", f"hydra.sweep.dir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("charmlp-results", str(tmp_path), "--format", "markdown")
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(tmp_path / "results.csv")
+    assert sorted(df["params_model.n_embd"]) == [4, 6] and set(df.state) == {"COMPLETE"}
+    assert "|" in r.stdout
