@@ -12,5 +12,5 @@ class TrialDiverged(CharmlpError):
 def require_positive(prefix: str, **values) -> None:
     """Raise a one-line CharmlpError naming the first value that is not a positive integer."""
     for key, value in values.items():
-        if int(value) < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise CharmlpError(f"{prefix}{key}={value} must be a positive integer")

@@ -2,6 +2,7 @@
 directory. charmlp-rerun SWEEP_DIR --best reruns a sweep's best trial."""
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,17 @@ def rerun_argv(run_dir: Path, out_dir: Path, overrides: list[str], test: bool) -
     return argv + (["report_test=true"] if test else []) + overrides
 
 
+def original_cwd(run_dir: Path) -> str | None:
+    """The directory the run was started from: relative paths in its config (data.path)
+    mean what they meant then."""
+    from omegaconf import OmegaConf
+    try:
+        cwd = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.cwd
+    except Exception:  # an older or hand-made run dir: stay where we are
+        return None
+    return cwd if cwd and Path(cwd).is_dir() else None
+
+
 def read_metrics(run_dir: Path) -> dict:
     try:
         return json.loads((run_dir / "metrics.json").read_text())
@@ -48,13 +60,16 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_dir():
             raise CharmlpError(f"{args.path} is not a directory; fix: pass a run, trial or sweep directory")
         run_dir = best_run_dir(path) if args.best else path
-        out = Path(args.out or f"outputs/reruns/{run_dir.name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}")
-        hydra_argv = rerun_argv(run_dir, out.resolve(), args.overrides, args.test)
+        out = Path(args.out or f"outputs/reruns/{run_dir.name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}").resolve()
+        hydra_argv = rerun_argv(run_dir, out, args.overrides, args.test)
     except CharmlpError as e:
         print(f"charmlp-rerun: error: {e}", file=sys.stderr)
         return 2
     from . import train
     sys.argv = ["charmlp-train", *hydra_argv]
+    cwd = original_cwd(run_dir)
+    if cwd:
+        os.chdir(cwd)
     train.main()
     new, old = read_metrics(out), read_metrics(run_dir)
     print(f"rerun of {run_dir} -> {out}")

@@ -212,9 +212,10 @@ def storage_errors(what: str) -> Iterator[None]:
 def open_study_storage(url: str):
     """An existing storage. A missing SQLite/journal file is an error here, not a new empty
     storage: opening would create it, and a typo would silently show zero trials."""
-    from .sweep.storage import open_storage
+    from .sweep.storage import journal_path, open_storage
     for prefix in (SQLITE, JOURNAL):
-        if url.startswith(prefix) and not Path(url[len(prefix):]).is_file():
+        path = journal_path(url) if prefix == JOURNAL else Path(url[len(prefix):])
+        if url.startswith(prefix) and not path.is_file():
             raise CharmlpError(f"cannot open Optuna storage {url!r} (no such file); {STORAGE_FIX}")
     try:
         return open_storage(url)

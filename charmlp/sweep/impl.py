@@ -18,7 +18,7 @@ from ..atomic import write_json
 from ..errors import CharmlpError
 from . import budget
 from .liveness import Heartbeat, claim, is_stale
-from .storage import default_url, open_storage
+from .storage import default_url, open_storage, redact
 
 log = logging.getLogger(__name__)
 METRIC_ATTRS = ("train_loss", "dev_loss", "num_params", "steps", "steps_per_sec", "wall_time")
@@ -40,10 +40,11 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
     # ---- set-up -------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> None:
         self.sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
-        self.sweep_dir.mkdir(parents=True, exist_ok=True)
         space, fixed, fixed_overrides = self._search_space(arguments)
         study, total = self._open_study(space)
-        self._check_dirs(study)
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)  # after both: bad input makes no dir
+        self._check_dirs(study)  # before study.json: a refused sweep must not repoint the dir
+        write_json(self.sweep_dir / "study.json", {"storage": self.storage, "study_name": study.study_name})
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             self._loop(study, total, space, fixed, fixed_overrides)
@@ -73,8 +74,7 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         study = optuna.create_study(
             study_name=self.study_name, storage=open_storage(self.storage), sampler=self.sampler,
             directions=self._get_directions(), load_if_exists=True)
-        write_json(self.sweep_dir / "study.json", {"storage": self.storage, "study_name": study.study_name})
-        log.info("study %s in %s: %d trials already, budget %d", study.study_name, self.storage,
+        log.info("study %s in %s: %d trials already, budget %d", study.study_name, redact(self.storage),
                  len(study.trials), total)
         return study, total
 
@@ -93,11 +93,16 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
     def _loop(self, study, total, space, fixed, fixed_overrides) -> None:
         while True:
             self._recover_stale(study)
+            # Before asking: a resumed study already past the limit stops without new trials.
+            self._check_failures(study, total)
             trials = self._ask(study, total)
             if not trials:
                 return
             overrides = [tuple(o) + (f"hydra.sweep.subdir={trial_dirname(t.number)}",)
                          for t, o in zip(trials, self._configure_trials(trials, space, fixed, fixed_overrides))]
+            trials, overrides = self._composable(study, trials, overrides)
+            if not trials:
+                continue
             try:
                 with Heartbeat(study._storage, [t._trial_id for t in trials], self.heartbeat_interval):
                     returns = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
@@ -108,7 +113,24 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
             for t, ov, ret in zip(trials, overrides, returns):
                 self._record(study, t, ov, ret)
             self._write_results()
-            self._check_failures(study, total)
+
+    def _composable(self, study, trials, overrides):
+        """Trials whose config composes. One that doesn't (e.g. choice(mlp, nope) over a config
+        group) fails here with the reason; inside the launcher it would abort the whole batch,
+        and its retry would abort the next run the same way."""
+        keep = []
+        for t, ov in zip(trials, overrides):
+            try:
+                self.hydra_context.config_loader.load_sweep_config(self.config, list(ov))
+            except Exception as e:
+                reason = f"config error: {' '.join(str(e).split('Config search path')[0].split())}"
+                t.set_user_attr("overrides", [o for o in ov if not o.startswith("hydra.")])
+                t.set_user_attr("fail_reason", reason)
+                self._tell(study, t, optuna.trial.TrialState.FAIL, None)
+                log.warning("trial %d failed: %s", t.number, reason)
+            else:
+                keep.append((t, ov))
+        return [t for t, _ in keep], [ov for _, ov in keep]
 
     def _ask(self, study: optuna.Study, total: int) -> list[optuna.Trial]:
         trials = []
@@ -168,8 +190,9 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
             raise CharmlpError(
                 f"sweep stopped: {len(fails)} of {total} trials failed, more than "
                 f"hydra.sweeper.max_failure_rate={self.max_failure_rate} allows (last: "
-                f"{fails[-1].user_attrs.get('fail_reason', '?')}); fix: look at the failed trial "
-                "dirs, then rerun the same command to resume")
+                f"{fails[-1].user_attrs.get('fail_reason', '?')}); fix: see fail_reason in "
+                f"{self.sweep_dir / 'results.csv'}, fix the cause, then resume with a higher "
+                "hydra.sweeper.max_failure_rate= (failed trials stay in the study)")
 
     # ---- outputs ------------------------------------------------------------------------
     def _write_results(self) -> None:
@@ -191,7 +214,7 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
 
 
 def _raise_interrupt(signum, frame):
-    raise SweepInterrupted(f"signal {signum}")
+    raise SweepInterrupted(signal.Signals(signum).name)
 
 
 def _read_metrics(path: Path) -> dict:

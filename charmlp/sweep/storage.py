@@ -1,4 +1,5 @@
 """Open an Optuna storage from a URL, with one clear error when it can't be opened."""
+import importlib.util
 import os
 from pathlib import Path
 
@@ -13,18 +14,44 @@ def default_url(sweep_dir: str | os.PathLike) -> str:
     return f"sqlite:///{Path(sweep_dir).resolve() / 'study.db'}"
 
 
+def journal_path(url: str) -> Path:
+    """journal:///abs/path.log -> /abs/path.log (as file:// URLs; journal:////abs works too)."""
+    return Path("/" + url[len(JOURNAL):].lstrip("/"))
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     try:
         if url.startswith(JOURNAL):
-            path = Path("/" + url[len(JOURNAL):])
+            path = journal_path(url)
             path.parent.mkdir(parents=True, exist_ok=True)
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
         if url.startswith("sqlite:///"):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
             # Several processes may share one SQLite file: wait for locks instead of failing.
             return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-        return optuna.storages.RDBStorage(url)
+        return optuna.storages.RDBStorage(_with_driver(url))
     except Exception as e:  # sqlalchemy raises many types; the user needs one line
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CharmlpError(f"cannot open Optuna storage {url!r} ({msg}); fix: pass a working "
+        raise CharmlpError(f"cannot open Optuna storage {redact(url)!r} ({msg}); fix: pass a working "
                            "hydra.sweeper.storage=URL (sqlite:///PATH, postgresql://..., journal:///PATH)") from None
+
+
+def _with_driver(url: str) -> str:
+    """postgresql://... with the driver that is installed: SQLAlchemy 2.1 picks psycopg (3)
+    for a bare postgresql://, while charmlp's `postgres` extra installs psycopg2."""
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres") or not sep:
+        return url
+    for module, driver in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{driver}://{rest}"
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL with its password masked, for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not (sep and at and ":" in creds):
+        return url
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"

@@ -1,12 +1,20 @@
 """The Hydra plugin entry point. Importing this stays cheap (Hydra scans plugins at every
 start-up): the Optuna-backed implementation loads only when a sweep actually runs."""
+import sys
 from typing import Any
 
+from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig
+
+from ..errors import CharmlpError
+
+
+class SweepError(CharmlpError, CompactHydraException):
+    """A CharmlpError raised by the sweep itself: Hydra prints these as one line, no traceback."""
 
 
 class CharmlpSweeper(OptunaSweeper):
@@ -25,5 +33,16 @@ class CharmlpSweeper(OptunaSweeper):
             custom_search_space, params, heartbeat_interval=heartbeat_interval,
             grace_period=grace_period)
 
+    def sweep(self, arguments: list[str]) -> Any:
+        try:
+            return self.sweeper.sweep(arguments)
+        except CharmlpError as e:
+            raise SweepError(f"charmlp-train: error: {' '.join(str(e).splitlines())}") from None
+        except KeyboardInterrupt as e:  # SIGTERM (SweepInterrupted) or Ctrl-C: batch recorded
+            name = str(e) or "SIGINT"
+            print(f"charmlp-train: sweep stopped by {name}: the running trials are marked interrupted "
+                  "and queued again; fix: rerun the same command to resume", file=sys.stderr)
+            raise SystemExit(128 + (15 if name == "SIGTERM" else 2)) from None
 
-__all__ = ["CharmlpSweeper", "Sweeper", "HydraContext", "TaskFunction"]
+
+__all__ = ["CharmlpSweeper", "SweepError", "Sweeper", "HydraContext", "TaskFunction"]

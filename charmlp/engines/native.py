@@ -1,0 +1,213 @@
+"""The training loop as a C kernel (native_step.c), compiled with the machine's C compiler on
+first use and loaded with ctypes. It reads and writes the model's own float32 CPU tensors
+through their data pointers, and runs a whole run(start, n) call in C.
+
+The build is cached under <charmlp cache>/native/<hash>/ where the hash covers the source,
+the compiler, its flags and the CPU (since -march=native). When no compiler is found, the
+build fails, or CHARMLP_NO_NATIVE=1 is set, `unsupported()` says why, a warning is logged once
+per process, and `auto` goes on to the torch engine."""
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..data import cache_dir
+from ..optim import AdamW, SGD
+from .base import Engine
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("native_step.c")
+LIB_NAME = "libcharmlp_step.so"
+# -march=native vectorises the inner loops; no -ffast-math, which would reorder the float
+# maths (and let the compiler assume no NaN, which divergence checks rely on).
+FLAG_SETS = (["-O3", "-march=native"], ["-O3"])
+BASE_FLAGS = ["-std=c11", "-fPIC", "-shared"]
+SLOTS = ("C", "W1", "b1", "W2", "b2", "D", "bngain", "bnbias")  # order of the C enum
+NP = len(SLOTS)
+FloatPtrs = ctypes.c_void_p * NP
+
+
+class Net(ctypes.Structure):
+    """Mirror of `Net` in native_step.c."""
+    _fields_ = [(k, ctypes.c_int64) for k in ("V", "E", "T", "H", "B", "batchnorm", "direct",
+                                                 "opt", "opt_steps")] + \
+               [(k, ctypes.c_double) for k in ("bn_momentum", "momentum", "weight_decay",
+                                                  "beta1", "beta2", "eps")] + \
+               [("param", FloatPtrs), ("state1", FloatPtrs), ("state2", FloatPtrs),
+                ("rmean", ctypes.c_void_p), ("rstd", ctypes.c_void_p)]
+
+
+class NativeUnavailable(RuntimeError):
+    """The C kernel cannot be built or loaded here."""
+
+
+_lib: ctypes.CDLL | None = None
+_failure: str | None = None  # why the build failed, remembered so we try and warn once
+
+
+def reset_build_cache() -> None:
+    """Forget the loaded library and any failure (tests use this to exercise the fallback)."""
+    global _lib, _failure
+    _lib, _failure = None, None
+
+
+def compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
+def machine_id() -> str:
+    """What -march=native depends on: the CPU's model and feature flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        keep = [ln for ln in lines if ln.startswith(("model name", "flags"))][:2]
+        return platform.machine() + "\n" + "\n".join(keep)
+    except OSError:
+        return platform.machine() + platform.processor()
+
+
+def compiler_version(cc: str) -> str:
+    try:
+        return subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        raise NativeUnavailable(f"C compiler {cc} does not run ({e})") from None
+
+
+def build(cc: str) -> Path:
+    """Compile native_step.c into the cache (atomically) unless it is there; return the .so."""
+    source, version, errors = SOURCE.read_bytes(), compiler_version(cc), []
+    for flags in FLAG_SETS:
+        key = hashlib.sha256(b"\0".join([source, cc.encode(), version.encode(),
+                                         " ".join(flags + BASE_FLAGS).encode(),
+                                         machine_id().encode()])).hexdigest()[:16]
+        target = cache_dir() / "native" / key / LIB_NAME
+        if target.is_file():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", prefix=".build-", dir=target.parent)
+        os.close(fd)
+        cmd = [cc, *flags, *BASE_FLAGS, "-o", tmp, str(SOURCE), "-lm"]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            if r.returncode == 0:
+                os.replace(tmp, target)  # concurrent builders each write a whole file
+                return target
+            errors.append(f"{' '.join(flags)}: {r.stderr.strip()[-500:]}")
+        except (OSError, subprocess.SubprocessError) as e:
+            errors.append(f"{' '.join(flags)}: {e}")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise NativeUnavailable(f"compiling {SOURCE.name} with {cc} failed: {'; '.join(errors)}")
+
+
+def _load() -> ctypes.CDLL:
+    if os.environ.get("CHARMLP_NO_NATIVE", "") not in ("", "0"):
+        raise NativeUnavailable("disabled by CHARMLP_NO_NATIVE")
+    cc = compiler()
+    if cc is None:
+        raise NativeUnavailable("no C compiler (cc/gcc, or $CC) found")
+    try:
+        lib = ctypes.CDLL(str(build(cc)))
+    except OSError as e:
+        raise NativeUnavailable(f"loading the compiled kernel failed: {e}") from None
+    lib.charmlp_run.argtypes = [ctypes.POINTER(Net), ctypes.c_int64, ctypes.c_void_p,
+                                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    lib.charmlp_run.restype = ctypes.c_int
+    return lib
+
+
+def library() -> ctypes.CDLL:
+    """The compiled kernel, built once per process; raises NativeUnavailable (logged once)."""
+    global _lib, _failure
+    if _lib is not None:
+        return _lib
+    if _failure is None:
+        try:
+            _lib = _load()
+            return _lib
+        except NativeUnavailable as e:
+            _failure = str(e)
+            log.warning("native engine unavailable (%s); the torch engine is used instead", _failure)
+    raise NativeUnavailable(_failure)
+
+
+class NativeEngine(Engine):
+    name = "native"
+
+    @classmethod
+    def unsupported(cls, model, optimizer, device):
+        if torch.device(device).type != "cpu":
+            return f"runs on CPU only, not {device}"
+        if model.C.dtype != torch.float32:
+            return f"float32 only, not {model.C.dtype}"
+        if not isinstance(optimizer, (SGD, AdamW)):
+            return f"optimizer {type(optimizer).__name__} has no C update"
+        try:
+            library()
+        except NativeUnavailable as e:
+            return f"unavailable: {e}"
+        return None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        why = self.unsupported(self.model, self.optimizer, self.model.C.device)
+        if why is not None:
+            raise NativeUnavailable(f"native engine: {why}")
+        if self.batch_size < 2 and self.model.args.batchnorm:
+            raise NativeUnavailable("BatchNorm's unbiased std needs trainer.batch_size >= 2")
+        self.lib = library()
+        m, o, a = self.model, self.optimizer, self.model.args
+        self.params = {k: getattr(m, k, None) for k in SLOTS}
+        # Optimizer state the C code updates in place, kept across run() calls.
+        is_adam = isinstance(o, AdamW)
+        needs1 = is_adam or bool(getattr(o, "momentum", 0.0))
+        zeros = lambda p: torch.zeros_like(p.detach(), memory_format=torch.contiguous_format)  # noqa: E731
+        self.state1 = {k: zeros(p) for k, p in self.params.items() if p is not None and needs1}
+        self.state2 = {k: zeros(p) for k, p in self.params.items() if p is not None and is_adam}
+        self.net = Net(V=a.vocab_size, E=a.n_embd, T=a.block_size, H=a.n_hidden, B=self.batch_size,
+                       batchnorm=int(a.batchnorm), direct=int(a.direct), opt=int(is_adam),
+                       opt_steps=0, bn_momentum=a.bn_momentum,
+                       momentum=float(getattr(o, "momentum", 0.0)), weight_decay=o.weight_decay,
+                       beta1=getattr(o, "beta1", 0.0), beta2=getattr(o, "beta2", 0.0),
+                       eps=getattr(o, "eps", 0.0))
+
+    def bind(self) -> None:
+        """Point the C struct at the model's current tensors (checked: CPU, float32, contiguous)."""
+        m = self.model
+        tensors = dict(self.params)
+        if m.args.batchnorm:
+            tensors.update(rmean=m.bnmean_running, rstd=m.bnstd_running)
+        for k, t in tensors.items():
+            if t is not None and not (t.device.type == "cpu" and t.dtype == torch.float32
+                                      and t.is_contiguous()):
+                raise RuntimeError(f"native engine: {k} must be a contiguous float32 CPU tensor")
+        ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+        for i, k in enumerate(SLOTS):
+            self.net.param[i] = ptr(self.params[k])
+            self.net.state1[i] = ptr(self.state1.get(k))
+            self.net.state2[i] = ptr(self.state2.get(k))
+        self.net.rmean = ptr(tensors.get("rmean"))
+        self.net.rstd = ptr(tensors.get("rstd"))
+
+    def run(self, start: int, n: int) -> torch.Tensor:
+        ix = self.batch_indices(n)  # (n, B)
+        Xs = self.X[ix].to(torch.int64).contiguous()  # (n, B, T)
+        Ys = self.Y[ix].to(torch.int64).contiguous()  # (n, B)
+        lrs = torch.tensor([self.optimizer.lr_at(start + i, self.total_steps) for i in range(n)],
+                           dtype=torch.float64)
+        losses = torch.empty(n, dtype=torch.float32)
+        self.bind()
+        with torch.no_grad():
+            rc = self.lib.charmlp_run(ctypes.byref(self.net), n, Xs.data_ptr(), Ys.data_ptr(),
+                                      lrs.data_ptr(), losses.data_ptr())
+        if rc != 0:
+            raise MemoryError("native engine: cannot allocate its workspace")
+        return losses

@@ -1,0 +1,395 @@
+/* The CharMLP training loop in C (float32, one thread), for charmlp.engines.native.
+ *
+ * Same maths as charmlp.model.CharMLP + torch.optim (foreach=False): embedding -> Linear ->
+ * BatchNorm (batch mean, unbiased std, no eps) or bias -> tanh -> Linear (+ direct x@D),
+ * mean cross-entropy; SGD (momentum, weight decay added to the grad) or AdamW (decoupled
+ * decay, bias corrections, eps outside the sqrt). Weight decay only on the matrices.
+ *
+ * Parameters and optimizer state are the caller's tensors (pointers in Net); run() does
+ * n whole steps on pre-gathered batches, so Python is touched once per n steps.
+ *
+ * Matmuls are register-tiled kernels in GCC/Clang vector extensions (i-k-j order for
+ * x @ W and the weight gradients, row dot products for dy @ W^T), and tanh/exp are inline
+ * vector polynomials, so the hot loops run 8 lanes wide with no -ffast-math. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { P_C, P_W1, P_B1, P_W2, P_B2, P_D, P_GAIN, P_BIAS, NP };
+static const int DECAYED[NP] = {1, 1, 0, 1, 0, 1, 0, 0}; /* 2-D parameters */
+
+typedef struct {
+    int64_t V, E, T, H, B;
+    int64_t batchnorm, direct;
+    int64_t opt;        /* 0 SGD, 1 AdamW */
+    int64_t opt_steps;  /* steps taken so far: SGD momentum start, AdamW bias correction */
+    double bn_momentum, momentum, weight_decay, beta1, beta2, eps;
+    float *param[NP];   /* NULL where the model has no such parameter */
+    float *state1[NP];  /* SGD momentum buffer / AdamW exp_avg (NULL when unused) */
+    float *state2[NP];  /* AdamW exp_avg_sq */
+    float *rmean, *rstd;
+} Net;
+
+typedef struct {
+    float *x, *hpre, *xhat, *h, *logits, *dlog, *dh, *dx;   /* activations and their grads */
+    float *mean, *std;  /* batch statistics */
+    float *grad[NP];
+    int64_t size[NP];
+} Work;
+
+typedef float v8 __attribute__((vector_size(32)));    /* GCC/Clang vector extensions: */
+typedef int32_t i8v __attribute__((vector_size(32)));  /* one AVX register each */
+
+static inline v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
+static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+static inline v8 splat(float x) { return (v8){x, x, x, x, x, x, x, x}; }
+static inline v8 blend(i8v mask, v8 a, v8 b) { return (v8)((mask & (i8v)a) | (~mask & (i8v)b)); }
+
+/* exp(x), 8 lanes, for x in [-87, 88] (clamped): Cody-Waite reduction by round(x/ln2) (the
+ * 1.5*2^23 trick rounds and leaves n in the low mantissa bits) and a degree-6 polynomial,
+ * about 1 ulp. libm's expf/tanhf are calls per element and were half the step time. */
+static inline v8 vexp(v8 x) {
+    const float magic = 12582912.0f;  /* 1.5 * 2^23 */
+    x = blend(x < splat(-87.0f), splat(-87.0f), x);
+    x = blend(x > splat(88.0f), splat(88.0f), x);
+    v8 t = x * splat(1.44269504f) + splat(magic);
+    v8 n = t - splat(magic);
+    v8 r = x - n * splat(0.693145752f);  /* ln2 split in hi + lo so r is exact */
+    r = r - n * splat(1.42860677e-06f);
+    v8 p = splat(1.0f / 720.0f);
+    p = p * r + splat(1.0f / 120.0f);
+    p = p * r + splat(1.0f / 24.0f);
+    p = p * r + splat(1.0f / 6.0f);
+    p = p * r + splat(0.5f);
+    p = p * r + splat(1.0f);
+    p = p * r + splat(1.0f);
+    i8v ni = (i8v)t - (i8v)splat(magic);
+    return p * (v8)((ni + 127) << 23);
+}
+
+/* tanh(x) = sign(x) (1 - 2 / (exp(2|x|) + 1)), or its odd Taylor series near 0 where that
+ * form cancels. Absolute error ~1e-7, as tanhf's. */
+static inline v8 vtanh(v8 x) {
+    const i8v signbit = (i8v)splat(-0.0f);
+    v8 a = (v8)((i8v)x & ~signbit);
+    a = blend(a > splat(9.0f), splat(9.0f), a);  /* tanh(9) == 1 in float */
+    v8 big = splat(1.0f) - splat(2.0f) / (vexp(a + a) + splat(1.0f));
+    v8 a2 = a * a;
+    v8 small = a * (splat(1.0f) + a2 * (splat(-1.0f / 3.0f) + a2 * (splat(2.0f / 15.0f)
+               + a2 * (splat(-17.0f / 315.0f) + a2 * splat(62.0f / 2835.0f)))));
+    v8 t = blend(a < splat(0.125f), small, big);
+    return (v8)((i8v)t | ((i8v)x & signbit));
+}
+
+/* f over n floats, 8 at a time; the tail goes through a zero-padded vector. */
+#define VMAP(f, n, in, out)                                                    \
+    do {                                                                       \
+        int64_t i_ = 0;                                                        \
+        for (; i_ + 8 <= (n); i_ += 8) store8((out) + i_, f(load8((in) + i_))); \
+        if (i_ < (n)) {                                                        \
+            float buf_[8] = {0};                                               \
+            memcpy(buf_, (in) + i_, sizeof(float) * ((n) - i_));               \
+            store8(buf_, f(load8(buf_)));                                      \
+            memcpy((out) + i_, buf_, sizeof(float) * ((n) - i_));              \
+        }                                                                      \
+    } while (0)
+
+/* out[j] += a * v[j]: the one inner loop of every matmul here. */
+static inline void axpy(int64_t n, float a, const float *restrict v, float *restrict out) {
+    for (int64_t j = 0; j < n; j++) out[j] += a * v[j];
+}
+
+/* C (M, N) += A (M, K) @ Bm (K, N); A's element (i, k) is A[i*sai + k*sak], so A^T is
+ * the same call with the strides swapped (no transposed copy). Bm and C are row-major.
+ * Register tiles of 4 rows x 16 columns (8 AVX accumulators): each loaded row chunk of Bm
+ * serves 4 rows of A, and C is read and written once per tile instead of once per k.
+ * Edges that do not fill a tile take plain axpy loops. */
+static void gemm_acc(int64_t M, int64_t K, int64_t N, const float *restrict A, int64_t sai,
+                     int64_t sak, const float *restrict Bm, float *restrict C) {
+    const int64_t M4 = M - M % 4, N16 = N - N % 16;
+    for (int64_t i = 0; i < M4; i += 4) {
+        const float *a0 = A + i * sai, *a1 = a0 + sai, *a2 = a1 + sai, *a3 = a2 + sai;
+        float *c0 = C + i * N, *c1 = c0 + N, *c2 = c1 + N, *c3 = c2 + N;
+        for (int64_t j = 0; j < N16; j += 16) {
+            v8 s00 = load8(c0 + j), s01 = load8(c0 + j + 8), s10 = load8(c1 + j), s11 = load8(c1 + j + 8);
+            v8 s20 = load8(c2 + j), s21 = load8(c2 + j + 8), s30 = load8(c3 + j), s31 = load8(c3 + j + 8);
+            for (int64_t k = 0; k < K; k++) {
+                const v8 b0 = load8(Bm + k * N + j), b1 = load8(Bm + k * N + j + 8);
+                const float x0 = a0[k * sak], x1 = a1[k * sak], x2 = a2[k * sak], x3 = a3[k * sak];
+                s00 += x0 * b0; s01 += x0 * b1;
+                s10 += x1 * b0; s11 += x1 * b1;
+                s20 += x2 * b0; s21 += x2 * b1;
+                s30 += x3 * b0; s31 += x3 * b1;
+            }
+            store8(c0 + j, s00); store8(c0 + j + 8, s01); store8(c1 + j, s10); store8(c1 + j + 8, s11);
+            store8(c2 + j, s20); store8(c2 + j + 8, s21); store8(c3 + j, s30); store8(c3 + j + 8, s31);
+        }
+        if (N16 < N)  /* right edge */
+            for (int r = 0; r < 4; r++)
+                for (int64_t k = 0; k < K; k++)
+                    axpy(N - N16, A[(i + r) * sai + k * sak], Bm + k * N + N16, C + (i + r) * N + N16);
+    }
+    for (int64_t i = M4; i < M; i++)  /* bottom edge */
+        for (int64_t k = 0; k < K; k++) axpy(N, A[i * sai + k * sak], Bm + k * N, C + i * N);
+}
+
+static inline float hsum(v8 v) {
+    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+static inline float dot(int64_t K, const float *restrict a, const float *restrict b) {
+    v8 acc = splat(0.0f);
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) acc += load8(a + k) * load8(b + k);
+    float s = hsum(acc);
+    for (; k < K; k++) s += a[k] * b[k];
+    return s;
+}
+
+/* C (M, N) += A (M, K) @ Bt (N, K)^T: dot products of contiguous rows, tiles of 4 rows of A
+ * x 2 rows of Bt (8 accumulators), so a weight used as W^T needs no transposed copy. */
+static void gemm_nt(int64_t M, int64_t K, int64_t N, const float *restrict A,
+                    const float *restrict Bt, float *restrict C) {
+    const int64_t M4 = M - M % 4, N2 = N - N % 2, K8 = K - K % 8;
+    for (int64_t i = 0; i < M4; i += 4) {
+        const float *a0 = A + i * K, *a1 = a0 + K, *a2 = a1 + K, *a3 = a2 + K;
+        for (int64_t j = 0; j < N2; j += 2) {
+            const float *b0 = Bt + j * K, *b1 = b0 + K;
+            v8 s00 = splat(0), s01 = splat(0), s10 = splat(0), s11 = splat(0);
+            v8 s20 = splat(0), s21 = splat(0), s30 = splat(0), s31 = splat(0);
+            for (int64_t k = 0; k < K8; k += 8) {
+                const v8 x0 = load8(b0 + k), x1 = load8(b1 + k);
+                const v8 y0 = load8(a0 + k), y1 = load8(a1 + k), y2 = load8(a2 + k), y3 = load8(a3 + k);
+                s00 += y0 * x0; s01 += y0 * x1;
+                s10 += y1 * x0; s11 += y1 * x1;
+                s20 += y2 * x0; s21 += y2 * x1;
+                s30 += y3 * x0; s31 += y3 * x1;
+            }
+            float r[8] = {hsum(s00), hsum(s01), hsum(s10), hsum(s11),
+                          hsum(s20), hsum(s21), hsum(s30), hsum(s31)};
+            const float *as[4] = {a0, a1, a2, a3};
+            for (int q = 0; q < 4; q++)
+                for (int64_t k = K8; k < K; k++) {
+                    r[2 * q] += as[q][k] * b0[k];
+                    r[2 * q + 1] += as[q][k] * b1[k];
+                }
+            for (int q = 0; q < 4; q++) {
+                C[(i + q) * N + j] += r[2 * q];
+                C[(i + q) * N + j + 1] += r[2 * q + 1];
+            }
+        }
+        for (int64_t j = N2; j < N; j++)  /* right edge */
+            for (int q = 0; q < 4; q++) C[(i + q) * N + j] += dot(K, A + (i + q) * K, Bt + j * K);
+    }
+    for (int64_t i = M4; i < M; i++)  /* bottom edge */
+        for (int64_t j = 0; j < N; j++) C[i * N + j] += dot(K, A + i * K, Bt + j * K);
+}
+
+/* out (B, N) += in (B, K) @ W (K, N) */
+static void matmul_acc(int64_t B, int64_t K, int64_t N, const float *restrict in,
+                       const float *restrict W, float *restrict out) {
+    gemm_acc(B, K, N, in, K, 1, W, out);
+}
+
+/* G (K, N) = A^T (K, B) @ Dy (B, N): weight gradient, overwriting G. */
+static void matmul_tn(int64_t B, int64_t K, int64_t N, const float *restrict A,
+                      const float *restrict Dy, float *restrict G) {
+    memset(G, 0, sizeof(float) * K * N);
+    gemm_acc(K, B, N, A, 1, K, Dy, G);
+}
+
+/* colsum (N) = sum over the B rows of A (B, N) */
+static void colsum(int64_t B, int64_t N, const float *restrict A, float *restrict out) {
+    memset(out, 0, sizeof(float) * N);
+    for (int64_t b = 0; b < B; b++) axpy(N, 1.0f, A + b * N, out);
+}
+
+static void broadcast_rows(int64_t B, int64_t N, const float *row, float *out) {
+    for (int64_t b = 0; b < B; b++) memcpy(out + b * N, row, sizeof(float) * N);
+}
+
+/* Forward pass; returns the batch's mean cross-entropy and leaves dlog = d loss / d logits. */
+static float forward(const Net *n, Work *w, const int64_t *X, const int64_t *Y) {
+    const int64_t V = n->V, E = n->E, T = n->T, H = n->H, B = n->B, F = T * E;
+    for (int64_t b = 0; b < B; b++)  /* x = C[X].view(B, T*E) */
+        for (int64_t t = 0; t < T; t++)
+            memcpy(w->x + b * F + t * E, n->param[P_C] + X[b * T + t] * E, sizeof(float) * E);
+
+    if (n->batchnorm) memset(w->hpre, 0, sizeof(float) * B * H);
+    else broadcast_rows(B, H, n->param[P_B1], w->hpre);
+    matmul_acc(B, F, H, w->x, n->param[P_W1], w->hpre);  /* (B, H) */
+
+    if (n->batchnorm) {
+        const float *gain = n->param[P_GAIN], *bias = n->param[P_BIAS];
+        colsum(B, H, w->hpre, w->mean);
+        for (int64_t j = 0; j < H; j++) w->mean[j] /= (float)B;
+        memset(w->std, 0, sizeof(float) * H);
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t j = 0; j < H; j++) {
+                float c = w->hpre[b * H + j] - w->mean[j];
+                w->xhat[b * H + j] = c;
+                w->std[j] += c * c;
+            }
+        for (int64_t j = 0; j < H; j++) w->std[j] = sqrtf(w->std[j] / (float)(B - 1));
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t j = 0; j < H; j++) {
+                float xh = w->xhat[b * H + j] / w->std[j];
+                w->xhat[b * H + j] = xh;
+                w->h[b * H + j] = gain[j] * xh + bias[j];
+            }
+        VMAP(vtanh, B * H, w->h, w->h);
+    } else {
+        VMAP(vtanh, B * H, w->hpre, w->h);
+    }
+
+    broadcast_rows(B, V, n->param[P_B2], w->logits);
+    matmul_acc(B, H, V, w->h, n->param[P_W2], w->logits);  /* (B, V) */
+    if (n->direct) matmul_acc(B, F, V, w->x, n->param[P_D], w->logits);
+
+    /* stable log-sum-exp; dlog = (softmax - onehot) / B */
+    double loss = 0.0;
+    for (int64_t b = 0; b < B; b++) {
+        const float *l = w->logits + b * V;
+        float *d = w->dlog + b * V;
+        float mx = l[0];
+        for (int64_t v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+        float s = 0.0f;
+        for (int64_t v = 0; v < V; v++) d[v] = l[v] - mx;
+        VMAP(vexp, V, d, d);
+        for (int64_t v = 0; v < V; v++) s += d[v];
+        float lse = mx + logf(s), inv = 1.0f / (s * (float)B);
+        loss += lse - l[Y[b]];
+        for (int64_t v = 0; v < V; v++) d[v] *= inv;
+        d[Y[b]] -= 1.0f / (float)B;
+    }
+    return (float)(loss / (double)B);
+}
+
+static void backward(const Net *n, Work *w, const int64_t *X) {
+    const int64_t V = n->V, E = n->E, T = n->T, H = n->H, B = n->B, F = T * E;
+    float **g = w->grad;
+    matmul_tn(B, H, V, w->h, w->dlog, g[P_W2]);
+    colsum(B, V, w->dlog, g[P_B2]);
+    memset(w->dh, 0, sizeof(float) * B * H);
+    gemm_nt(B, V, H, w->dlog, n->param[P_W2], w->dh);  /* (B, H) = dlog @ W2^T */
+    for (int64_t i = 0; i < B * H; i++) w->dh[i] *= 1.0f - w->h[i] * w->h[i];  /* tanh' */
+
+    if (n->batchnorm) {
+        /* dhpre = gain/std * (dh - sum(dh)/B - xhat * sum(dh*xhat)/(B-1)) (unbiased std) */
+        float *dgain = g[P_GAIN], *dbias = g[P_BIAS];
+        memset(dgain, 0, sizeof(float) * H);
+        memset(dbias, 0, sizeof(float) * H);
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t j = 0; j < H; j++) {
+                dgain[j] += w->dh[b * H + j] * w->xhat[b * H + j];
+                dbias[j] += w->dh[b * H + j];
+            }
+        const float *gain = n->param[P_GAIN];
+        const float ib = 1.0f / (float)B, ibm1 = 1.0f / (float)(B - 1);
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t j = 0; j < H; j++) {
+                float d = w->dh[b * H + j] - dbias[j] * ib - w->xhat[b * H + j] * dgain[j] * ibm1;
+                w->dh[b * H + j] = d * (gain[j] / w->std[j]);
+            }
+    } else {
+        colsum(B, H, w->dh, g[P_B1]);
+    }
+
+    matmul_tn(B, F, H, w->x, w->dh, g[P_W1]);
+    memset(w->dx, 0, sizeof(float) * B * F);
+    gemm_nt(B, H, F, w->dh, n->param[P_W1], w->dx);  /* (B, F) = dhpre @ W1^T */
+    if (n->direct) {
+        matmul_tn(B, F, V, w->x, w->dlog, g[P_D]);
+        gemm_nt(B, V, F, w->dlog, n->param[P_D], w->dx);
+    }
+    memset(g[P_C], 0, sizeof(float) * n->V * E);  /* embedding grad: scatter-add rows */
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) axpy(E, 1.0f, w->dx + b * F + t * E, g[P_C] + X[b * T + t] * E);
+}
+
+static void running_stats(const Net *n, const Work *w) {
+    const float m = (float)n->bn_momentum, keep = (float)(1.0 - n->bn_momentum);
+    for (int64_t j = 0; j < n->H; j++) {
+        n->rmean[j] = n->rmean[j] * keep + m * w->mean[j];
+        n->rstd[j] = n->rstd[j] * keep + m * w->std[j];
+    }
+}
+
+/* torch.optim.SGD: g += wd*p; buf = g (first step) or momentum*buf + g; p -= lr*buf */
+static void sgd(Net *n, Work *w, double lr) {
+    const float mom = (float)n->momentum, neg_lr = (float)-lr;
+    for (int i = 0; i < NP; i++) {
+        float *p = n->param[i], *g = w->grad[i], *buf = n->state1[i];
+        if (!p) continue;
+        const int64_t size = w->size[i];
+        const float wd = DECAYED[i] ? (float)n->weight_decay : 0.0f;
+        if (wd != 0.0f) for (int64_t k = 0; k < size; k++) g[k] += wd * p[k];
+        if (mom != 0.0f) {
+            if (n->opt_steps == 0) memcpy(buf, g, sizeof(float) * size);
+            else for (int64_t k = 0; k < size; k++) buf[k] = mom * buf[k] + g[k];
+            g = buf;
+        }
+        for (int64_t k = 0; k < size; k++) p[k] += neg_lr * g[k];
+    }
+}
+
+/* torch.optim.AdamW (single-tensor path) */
+static void adamw(Net *n, Work *w, double lr) {
+    const int64_t t = n->opt_steps + 1;
+    const double bc1 = 1.0 - pow(n->beta1, (double)t), bc2_sqrt = sqrt(1.0 - pow(n->beta2, (double)t));
+    const float w1 = (float)(1.0 - n->beta1), b2 = (float)n->beta2, w2 = (float)(1.0 - n->beta2);
+    const float neg_step = (float)(-lr / bc1), bc2s = (float)bc2_sqrt, eps = (float)n->eps;
+    for (int i = 0; i < NP; i++) {
+        float *p = n->param[i], *g = w->grad[i], *m = n->state1[i], *v = n->state2[i];
+        if (!p) continue;
+        const int64_t size = w->size[i];
+        const float decay = DECAYED[i] ? (float)(1.0 - lr * n->weight_decay) : 1.0f;
+        for (int64_t k = 0; k < size; k++) {
+            p[k] *= decay;
+            m[k] += w1 * (g[k] - m[k]);
+            v[k] = v[k] * b2 + w2 * g[k] * g[k];
+            p[k] += neg_step * (m[k] / (sqrtf(v[k]) / bc2s + eps));
+        }
+    }
+}
+
+static float *carve(float **cursor, int64_t count) {
+    float *p = *cursor;
+    *cursor += (count + 15) & ~(int64_t)15;  /* keep every buffer 64-byte aligned */
+    return p;
+}
+
+/* Train `steps` steps: X (steps, B, T) contexts, Y (steps, B) targets, lr (steps,);
+ * writes losses (steps,). Returns 0, or -1 when the workspace cannot be allocated. */
+int charmlp_run(Net *n, int64_t steps, const int64_t *X, const int64_t *Y, const double *lr,
+                float *losses) {
+    const int64_t V = n->V, E = n->E, T = n->T, H = n->H, B = n->B, F = T * E;
+    Work w;
+    const int64_t sizes[NP] = {V * E, F * H, H, H * V, V, F * V, H, H};
+    int64_t total = 0;
+    const int64_t counts[] = {B * F, B * H, B * H, B * H, B * V, B * V, B * H, B * F,
+                              H, H};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) total += counts[i] + 16;
+    for (int i = 0; i < NP; i++) total += sizes[i] + 16;
+    float *block = aligned_alloc(64, sizeof(float) * ((total + 15) & ~(int64_t)15));
+    if (!block) return -1;
+    float *cur = block;
+    w.x = carve(&cur, B * F); w.hpre = carve(&cur, B * H); w.xhat = carve(&cur, B * H);
+    w.h = carve(&cur, B * H); w.logits = carve(&cur, B * V); w.dlog = carve(&cur, B * V);
+    w.dh = carve(&cur, B * H); w.dx = carve(&cur, B * F);
+    w.mean = carve(&cur, H); w.std = carve(&cur, H);
+    for (int i = 0; i < NP; i++) { w.size[i] = sizes[i]; w.grad[i] = carve(&cur, sizes[i]); }
+
+    for (int64_t s = 0; s < steps; s++) {
+        const int64_t *Xs = X + s * B * T, *Ys = Y + s * B;
+        losses[s] = forward(n, &w, Xs, Ys);
+        backward(n, &w, Xs);
+        if (n->batchnorm) running_stats(n, &w);
+        if (n->opt == 1) adamw(n, &w, lr[s]);
+        else sgd(n, &w, lr[s]);
+        n->opt_steps++;
+    }
+    free(block);
+    return 0;
+}
