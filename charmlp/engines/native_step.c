@@ -1,3 +1,4 @@
+#pragma GCC optimize("fp-contract=fast")  /* FMA in the vector kernels (C11 mode turns it off) */
 /* The CharMLP training loop in C (float32, one thread), for charmlp.engines.native.
  *
  * Same maths as charmlp.model.CharMLP + torch.optim (foreach=False): embedding -> Linear ->
@@ -34,6 +35,7 @@ typedef struct {
 typedef struct {
     float *x, *hpre, *xhat, *h, *logits, *dlog, *dh, *dx;   /* activations and their grads */
     float *mean, *std;  /* batch statistics */
+    float *w2t, *gw2t, *scale, *mb, *dg;  /* W2^T (V, H) and its gradient, so every product with W2 runs along H */
     float *grad[NP];
     int64_t size[NP];
 } Work;
@@ -100,38 +102,53 @@ static inline void axpy(int64_t n, float a, const float *restrict v, float *rest
     for (int64_t j = 0; j < n; j++) out[j] += a * v[j];
 }
 
-/* C (M, N) += A (M, K) @ Bm (K, N); A's element (i, k) is A[i*sai + k*sak], so A^T is
+/* C (M, N) (+)= A (M, K) @ Bm (K, N); A's element (i, k) is A[i*sai + k*sak], so A^T is
  * the same call with the strides swapped (no transposed copy). Bm and C are row-major.
- * Register tiles of 4 rows x 16 columns (8 AVX accumulators): each loaded row chunk of Bm
- * serves 4 rows of A, and C is read and written once per tile instead of once per k.
- * Edges that do not fill a tile take plain axpy loops. */
-static void gemm_acc(int64_t M, int64_t K, int64_t N, const float *restrict A, int64_t sai,
-                     int64_t sak, const float *restrict Bm, float *restrict C) {
-    const int64_t M4 = M - M % 4, N16 = N - N % 16;
-    for (int64_t i = 0; i < M4; i += 4) {
-        const float *a0 = A + i * sai, *a1 = a0 + sai, *a2 = a1 + sai, *a3 = a2 + sai;
-        float *c0 = C + i * N, *c1 = c0 + N, *c2 = c1 + N, *c3 = c2 + N;
-        for (int64_t j = 0; j < N16; j += 16) {
-            v8 s00 = load8(c0 + j), s01 = load8(c0 + j + 8), s10 = load8(c1 + j), s11 = load8(c1 + j + 8);
-            v8 s20 = load8(c2 + j), s21 = load8(c2 + j + 8), s30 = load8(c3 + j), s31 = load8(c3 + j + 8);
-            for (int64_t k = 0; k < K; k++) {
-                const v8 b0 = load8(Bm + k * N + j), b1 = load8(Bm + k * N + j + 8);
-                const float x0 = a0[k * sak], x1 = a1[k * sak], x2 = a2[k * sak], x3 = a3[k * sak];
-                s00 += x0 * b0; s01 += x0 * b1;
-                s10 += x1 * b0; s11 += x1 * b1;
-                s20 += x2 * b0; s21 += x2 * b1;
-                s30 += x3 * b0; s31 += x3 * b1;
-            }
-            store8(c0 + j, s00); store8(c0 + j + 8, s01); store8(c1 + j, s10); store8(c1 + j + 8, s11);
-            store8(c2 + j, s20); store8(c2 + j + 8, s21); store8(c3 + j, s30); store8(c3 + j + 8, s31);
+ * acc=0 overwrites C instead of adding to it (no memset first). Register tiles of R rows
+ * (4, or 1 for the leftover rows) x W columns (16 or 8): each loaded row chunk of Bm serves
+ * R rows of A, and C is read and written once per tile instead of once per k. Columns that
+ * do not fill 8 lanes take a scalar loop. */
+static inline __attribute__((always_inline)) void gemm_tile(
+    const int R, const int W, int64_t i, int64_t j, int64_t K, int64_t N,
+    const float *restrict A, int64_t sai, int64_t sak, const float *restrict Bm,
+    float *restrict C, int acc) {
+    v8 s[4][2];
+    for (int r = 0; r < R; r++)
+        for (int q = 0; q < W / 8; q++)
+            s[r][q] = acc ? load8(C + (i + r) * N + j + 8 * q) : splat(0.0f);
+    const float *a = A + i * sai;
+    const float *b = Bm + j;
+    for (int64_t k = 0; k < K; k++) {
+        v8 bv[2];
+        for (int q = 0; q < W / 8; q++) bv[q] = load8(b + k * N + 8 * q);
+        for (int r = 0; r < R; r++) {
+            const v8 x = splat(a[r * sai + k * sak]);
+            for (int q = 0; q < W / 8; q++) s[r][q] += x * bv[q];
         }
-        if (N16 < N)  /* right edge */
-            for (int r = 0; r < 4; r++)
-                for (int64_t k = 0; k < K; k++)
-                    axpy(N - N16, A[(i + r) * sai + k * sak], Bm + k * N + N16, C + (i + r) * N + N16);
     }
-    for (int64_t i = M4; i < M; i++)  /* bottom edge */
-        for (int64_t k = 0; k < K; k++) axpy(N, A[i * sai + k * sak], Bm + k * N, C + i * N);
+    for (int r = 0; r < R; r++)
+        for (int q = 0; q < W / 8; q++) store8(C + (i + r) * N + j + 8 * q, s[r][q]);
+}
+
+static inline __attribute__((always_inline)) void gemm_rows(
+    const int R, int64_t i, int64_t K, int64_t N, const float *restrict A, int64_t sai,
+    int64_t sak, const float *restrict Bm, float *restrict C, int acc) {
+    int64_t j = 0;
+    for (; j + 16 <= N; j += 16) gemm_tile(R, 16, i, j, K, N, A, sai, sak, Bm, C, acc);
+    for (; j + 8 <= N; j += 8) gemm_tile(R, 8, i, j, K, N, A, sai, sak, Bm, C, acc);
+    for (; j < N; j++)  /* right edge, < 8 columns */
+        for (int r = 0; r < R; r++) {
+            float t = acc ? C[(i + r) * N + j] : 0.0f;
+            for (int64_t k = 0; k < K; k++) t += A[(i + r) * sai + k * sak] * Bm[k * N + j];
+            C[(i + r) * N + j] = t;
+        }
+}
+
+static void gemm(int64_t M, int64_t K, int64_t N, const float *restrict A, int64_t sai,
+                 int64_t sak, const float *restrict Bm, float *restrict C, int acc) {
+    int64_t i = 0;
+    for (; i + 4 <= M; i += 4) gemm_rows(4, i, K, N, A, sai, sak, Bm, C, acc);
+    for (; i < M; i++) gemm_rows(1, i, K, N, A, sai, sak, Bm, C, acc);
 }
 
 static inline float hsum(v8 v) {
@@ -189,14 +206,13 @@ static void gemm_nt(int64_t M, int64_t K, int64_t N, const float *restrict A,
 /* out (B, N) += in (B, K) @ W (K, N) */
 static void matmul_acc(int64_t B, int64_t K, int64_t N, const float *restrict in,
                        const float *restrict W, float *restrict out) {
-    gemm_acc(B, K, N, in, K, 1, W, out);
+    gemm(B, K, N, in, K, 1, W, out, 1);
 }
 
 /* G (K, N) = A^T (K, B) @ Dy (B, N): weight gradient, overwriting G. */
 static void matmul_tn(int64_t B, int64_t K, int64_t N, const float *restrict A,
                       const float *restrict Dy, float *restrict G) {
-    memset(G, 0, sizeof(float) * K * N);
-    gemm_acc(K, B, N, A, 1, K, Dy, G);
+    gemm(K, B, N, A, 1, K, Dy, G, 0);
 }
 
 /* colsum (N) = sum over the B rows of A (B, N) */
@@ -243,8 +259,13 @@ static float forward(const Net *n, Work *w, const int64_t *X, const int64_t *Y) 
         VMAP(vtanh, B * H, w->hpre, w->h);
     }
 
+    {   /* W2^T, rows along H */
+        const float *W2 = n->param[P_W2];
+        for (int64_t j = 0; j < H; j++)
+            for (int64_t v = 0; v < V; v++) w->w2t[v * H + j] = W2[j * V + v];
+    }
     broadcast_rows(B, V, n->param[P_B2], w->logits);
-    matmul_acc(B, H, V, w->h, n->param[P_W2], w->logits);  /* (B, V) */
+    gemm_nt(B, H, V, w->h, w->w2t, w->logits);  /* (B, V) = h @ W2 */
     if (n->direct) matmul_acc(B, F, V, w->x, n->param[P_D], w->logits);
 
     /* stable log-sum-exp; dlog = (softmax - onehot) / B */
@@ -269,30 +290,45 @@ static float forward(const Net *n, Work *w, const int64_t *X, const int64_t *Y) 
 static void backward(const Net *n, Work *w, const int64_t *X) {
     const int64_t V = n->V, E = n->E, T = n->T, H = n->H, B = n->B, F = T * E;
     float **g = w->grad;
-    matmul_tn(B, H, V, w->h, w->dlog, g[P_W2]);
+    gemm(V, B, H, w->dlog, 1, V, w->h, w->gw2t, 0);  /* dW2^T (V, H) = dlog^T @ h */
+    {
+        float *gW2 = g[P_W2];
+        for (int64_t j = 0; j < H; j++)
+            for (int64_t v = 0; v < V; v++) gW2[j * V + v] = w->gw2t[v * H + j];
+    }
     colsum(B, V, w->dlog, g[P_B2]);
-    memset(w->dh, 0, sizeof(float) * B * H);
-    gemm_nt(B, V, H, w->dlog, n->param[P_W2], w->dh);  /* (B, H) = dlog @ W2^T */
-    for (int64_t i = 0; i < B * H; i++) w->dh[i] *= 1.0f - w->h[i] * w->h[i];  /* tanh' */
+    gemm(B, V, H, w->dlog, V, 1, w->w2t, w->dh, 0);  /* (B, H) = dlog @ W2^T */
 
     if (n->batchnorm) {
         /* dhpre = gain/std * (dh - sum(dh)/B - xhat * sum(dh*xhat)/(B-1)) (unbiased std) */
         float *dgain = g[P_GAIN], *dbias = g[P_BIAS];
         memset(dgain, 0, sizeof(float) * H);
         memset(dbias, 0, sizeof(float) * H);
-        for (int64_t b = 0; b < B; b++)
+        float *restrict dh = w->dh;
+        const float *restrict h = w->h, *restrict xhat = w->xhat;
+        for (int64_t b = 0; b < B; b++)  /* tanh' fused with the gain/bias sums */
             for (int64_t j = 0; j < H; j++) {
-                dgain[j] += w->dh[b * H + j] * w->xhat[b * H + j];
-                dbias[j] += w->dh[b * H + j];
+                const float hv = h[b * H + j];
+                const float d = dh[b * H + j] * (1.0f - hv * hv);
+                dh[b * H + j] = d;
+                dgain[j] += d * xhat[b * H + j];
+                dbias[j] += d;
             }
         const float *gain = n->param[P_GAIN];
+        float *restrict scale = w->scale, *restrict mb = w->mb, *restrict dg = w->dg;
         const float ib = 1.0f / (float)B, ibm1 = 1.0f / (float)(B - 1);
+        for (int64_t j = 0; j < H; j++) {
+            scale[j] = gain[j] / w->std[j];
+            mb[j] = dbias[j] * ib;
+            dg[j] = dgain[j] * ibm1;
+        }
         for (int64_t b = 0; b < B; b++)
             for (int64_t j = 0; j < H; j++) {
-                float d = w->dh[b * H + j] - dbias[j] * ib - w->xhat[b * H + j] * dgain[j] * ibm1;
-                w->dh[b * H + j] = d * (gain[j] / w->std[j]);
+                float d = dh[b * H + j] - mb[j] - xhat[b * H + j] * dg[j];
+                dh[b * H + j] = d * scale[j];
             }
     } else {
+        for (int64_t i = 0; i < B * H; i++) w->dh[i] *= 1.0f - w->h[i] * w->h[i];  /* tanh' */
         colsum(B, H, w->dh, g[P_B1]);
     }
 
@@ -369,7 +405,7 @@ int charmlp_run(Net *n, int64_t steps, const int64_t *X, const int64_t *Y, const
     const int64_t sizes[NP] = {V * E, F * H, H, H * V, V, F * V, H, H};
     int64_t total = 0;
     const int64_t counts[] = {B * F, B * H, B * H, B * H, B * V, B * V, B * H, B * F,
-                              H, H};
+                              H, H, V * H, V * H, H, H, H};
     for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) total += counts[i] + 16;
     for (int i = 0; i < NP; i++) total += sizes[i] + 16;
     float *block = aligned_alloc(64, sizeof(float) * ((total + 15) & ~(int64_t)15));
@@ -379,6 +415,8 @@ int charmlp_run(Net *n, int64_t steps, const int64_t *X, const int64_t *Y, const
     w.h = carve(&cur, B * H); w.logits = carve(&cur, B * V); w.dlog = carve(&cur, B * V);
     w.dh = carve(&cur, B * H); w.dx = carve(&cur, B * F);
     w.mean = carve(&cur, H); w.std = carve(&cur, H);
+    w.w2t = carve(&cur, V * H); w.gw2t = carve(&cur, V * H);
+    w.scale = carve(&cur, H); w.mb = carve(&cur, H); w.dg = carve(&cur, H);
     for (int i = 0; i < NP; i++) { w.size[i] = sizes[i]; w.grad[i] = carve(&cur, sizes[i]); }
 
     for (int64_t s = 0; s < steps; s++) {
