@@ -1,7 +1,6 @@
 """charmlp-rerun RUN_DIR [overrides]: rerun one run's exact composed config into a new run
 directory. charmlp-rerun SWEEP_DIR --best reruns a sweep's best trial."""
 import argparse
-import json
 import os
 import sys
 import time
@@ -40,13 +39,6 @@ def original_cwd(run_dir: Path) -> str | None:
     return cwd if cwd and Path(cwd).is_dir() else None
 
 
-def read_metrics(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="charmlp-rerun", description=__doc__)
     ap.add_argument("path", help="a run/trial directory, or a sweep directory with --best")
@@ -71,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     if cwd:
         os.chdir(cwd)
     train.main()
-    new, old = read_metrics(out), read_metrics(run_dir)
+    from .results import read_metrics
+    (new, _), (old, _) = read_metrics(out), read_metrics(run_dir)
     print(f"rerun of {run_dir} -> {out}")
     for key in ("train_loss", "dev_loss", "test_loss"):
         if key in new:

@@ -2,7 +2,6 @@
 configuration, launcher) driven by a loop that resumes, shares a total budget between
 workers, names trial directories by trial number, and records every trial's metrics."""
 import functools
-import json
 import logging
 import math
 import signal
@@ -16,6 +15,7 @@ from omegaconf import OmegaConf
 
 from ..atomic import write_json
 from ..errors import CharmlpError
+from ..results import collect, read_metrics, write_outputs
 from . import budget
 from .liveness import Heartbeat, claim, is_stale
 from .storage import default_url, open_storage, redact
@@ -159,7 +159,7 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         out = self.sweep_dir / trial_dirname(trial.number)
         trial.set_user_attr("output_dir", str(out))
         trial.set_user_attr("overrides", [o for o in overrides if not o.startswith("hydra.")])
-        metrics = _read_metrics(out / "metrics.json")
+        metrics, _ = read_metrics(out)
         for key in METRIC_ATTRS:
             if isinstance(metrics.get(key), (int, float)):
                 trial.set_user_attr(key, metrics[key])
@@ -197,7 +197,6 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
     # ---- outputs ------------------------------------------------------------------------
     def _write_results(self) -> None:
         try:
-            from ..results import collect, write_outputs
             write_outputs(collect(str(self.sweep_dir)), self.sweep_dir)
         except Exception as e:  # a results table must never take a sweep down
             log.warning("could not write results.csv: %s", e)
@@ -215,13 +214,6 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
 
 def _raise_interrupt(signum, frame):
     raise SweepInterrupted(signal.Signals(signum).name)
-
-
-def _read_metrics(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _as_float(x) -> float | None:
