@@ -124,7 +124,7 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
                 self.hydra_context.config_loader.load_sweep_config(self.config, list(ov))
             except Exception as e:
                 reason = f"config error: {' '.join(str(e).split('Config search path')[0].split())}"
-                t.set_user_attr("overrides", [o for o in ov if not o.startswith("hydra.")])
+                t.set_user_attr("overrides", task_overrides(ov))
                 t.set_user_attr("fail_reason", reason)
                 self._tell(study, t, optuna.trial.TrialState.FAIL, None)
                 log.warning("trial %d failed: %s", t.number, reason)
@@ -158,7 +158,7 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
     def _record(self, study: optuna.Study, trial: optuna.Trial, overrides, ret) -> None:
         out = self.sweep_dir / trial_dirname(trial.number)
         trial.set_user_attr("output_dir", str(out))
-        trial.set_user_attr("overrides", [o for o in overrides if not o.startswith("hydra.")])
+        trial.set_user_attr("overrides", task_overrides(overrides))
         metrics, _ = read_metrics(out)
         for key in METRIC_ATTRS:
             if isinstance(metrics.get(key), (int, float)):
@@ -210,6 +210,11 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         OmegaConf.save(OmegaConf.create({"name": "optuna", "best_params": best.params,
                                          "best_value": best.value}),
                        self.sweep_dir / "optimization_results.yaml")
+
+
+def task_overrides(overrides) -> list[str]:
+    """The trial's own overrides, without the hydra.* ones the sweeper adds (its subdir)."""
+    return [o for o in overrides if not o.startswith("hydra.")]
 
 
 def _raise_interrupt(signum, frame):
