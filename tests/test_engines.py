@@ -39,11 +39,11 @@ def data():
     return len(vocab), tr, dev
 
 
-def train(engine: str, data, bn: bool, direct: bool, opt: str):
+def train(engine: str, data, bn: bool, direct: bool, opt: str, batch: int = BATCH, **sizes):
     V, (X, Y), _ = data
     g = torch.Generator().manual_seed(SEED)
-    model = CharMLP(ModelArgs(vocab_size=V, block_size=3, batchnorm=bn, direct=direct), g)
-    eng = engine_class(engine)(model, OPTIMIZERS[opt](), X, Y, BATCH, g, STEPS)
+    model = CharMLP(ModelArgs(vocab_size=V, block_size=3, batchnorm=bn, direct=direct, **sizes), g)
+    eng = engine_class(engine)(model, OPTIMIZERS[opt](), X, Y, batch, g, STEPS)
     # uneven chunks, as the trainer's history/eval boundaries make them
     losses = torch.cat([eng.run(0, 37), eng.run(37, 100), eng.run(137, STEPS - 137)])
     return losses, model
@@ -64,8 +64,28 @@ def test_engine_matches_reference(engine, opt, bn, direct, data, reference):
     if engine == "native" and not native_available():
         pytest.skip("no C compiler here")
     torch.set_num_threads(1)
-    ref_losses, ref_model = reference[(bn, direct, opt)]
-    losses, model = train(engine, data, bn, direct, opt)
+    assert_same_training(train(engine, data, bn, direct, opt), reference[(bn, direct, opt)], data)
+
+
+# Sizes off the kernels' tile grid (hidden not a multiple of 8, rows left over) and batches
+# below and above the vocabulary size (the native first layer groups a batch by token).
+# Batch 2 goes without BatchNorm, whose std (no eps, as the reference) is 0 on equal rows.
+ODD_SIZES = [(7, 37, 5, True), (3, 130, 64, True), (12, 9, 2, False)]
+
+
+@pytest.mark.parametrize("engine", ["torch", "native"])
+@pytest.mark.parametrize("emb,hidden,batch,bn", ODD_SIZES)
+def test_engine_matches_reference_at_odd_sizes(engine, emb, hidden, batch, bn, data):
+    if engine == "native" and not native_available():
+        pytest.skip("no C compiler here")
+    torch.set_num_threads(1)
+    run = lambda name: train(name, data, bn, True, "sgd-momentum-wd", batch,  # noqa: E731
+                             n_embd=emb, n_hidden=hidden)
+    assert_same_training(run(engine), run("reference"), data)
+
+
+def assert_same_training(result, reference, data):
+    (losses, model), (ref_losses, ref_model) = result, reference
     assert losses.shape == (STEPS,) and losses.dtype == torch.float32
     assert (losses - ref_losses).abs().max().item() < 1e-4
     ref_state = ref_model.state_dict()
