@@ -157,14 +157,15 @@ class ManualEngine(Engine):
 
     def update_running_stats(self, means, stds):
         """The reference's per-step r <- r + m*(s - r) for a whole run at once:
-        r_n = (1-m)^n r_0 + sum_i m (1-m)^(n-1-i) s_i, two small matmuls instead of 2n ops."""
+        r_n = (1-m)^n r_0 + sum_i m (1-m)^(n-1-i) s_i, in float64: two small matmuls instead
+        of 2n ops, equal to the step-by-step update within float32 rounding."""
         m = self.model
         mom, n = m.args.bn_momentum, means.shape[0]
-        decay = torch.tensor([(1 - mom) ** (n - 1 - i) * mom for i in range(n)],
-                             dtype=torch.float64).to(means)
+        weights = torch.tensor([mom * (1 - mom) ** (n - 1 - i) for i in range(n)],
+                               dtype=torch.float64, device=means.device)
         keep = (1 - mom) ** n
         for running, stats in ((m.bnmean_running, means), (m.bnstd_running, stds)):
-            running.copy_((running.double() * keep + decay.double() @ stats.double()).to(running))
+            running.copy_(running.double() * keep + weights @ stats.double())
 
     # ---- optimizers, as torch.optim (foreach=False) over the flat buffers -------------------
 
@@ -200,7 +201,6 @@ class ManualEngine(Engine):
     def run(self, start: int, n: int) -> torch.Tensor:
         ix = self.batch_indices(n).to(self.X.device)  # (n, B)
         Xs, Ys = self.X[ix], self.Y[ix].unsqueeze(-1)  # (n, B, T), (n, B, 1)
-        sums = torch.empty(n, device=self.fp.flat.device, dtype=self.fp.flat.dtype)
         step = self.adamw if isinstance(self.optimizer, AdamW) else self.sgd
         bn = self.model.args.batchnorm
         lrs = [self.optimizer.lr_at(start + i, self.total_steps) for i in range(n)]
