@@ -6,6 +6,8 @@ the ratio to the reference loop. Then a short run per engine shows their losses 
 --parallel instead measures two processes training at once against one alone."""
 import argparse
 import json
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -15,13 +17,19 @@ from pathlib import Path
 import torch
 
 from .data import load_splits
-from .engines import ENGINES, engine_class, select_engine
+from .engines import ENGINES, engine_class, native, select_engine
 from .evaluate import split_loss
 from .model import build_model
 from .optim import SGD, Step
 
 CONFIGS = {"emb10/hid200": (10, 200), "emb30/hid500": (30, 500)}
 SEED = 2147483647
+
+
+def machine() -> str:
+    """CPU model, cores and torch version, for the header of the bench's output."""
+    model = native.cpuinfo("model name") or platform.processor() or platform.machine()
+    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def default_data() -> str | None:
@@ -147,6 +155,7 @@ def main(argv=None) -> None:
     auto = select_engine("auto", model, SGD(), torch.device("cpu")).name
     if args.parallel:
         return parallel(args, auto)
+    print(f"machine: {machine()}")
     print(f"data {args.data or 'default'}, batch 32, 1 thread, {args.rounds} rounds x {args.steps} "
           f"steps per engine; auto picks: {auto}")
     print(f"\n{'engine':<16}{'config':<14}{'steps/s':>10}{'x ref':>8}")

@@ -63,14 +63,21 @@ def compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 
 
+def cpuinfo(field: str) -> str | None:
+    """The first value of a /proc/cpuinfo field ("model name", "flags"), None where there is none."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(field):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def machine_id() -> str:
     """What -march=native depends on: the CPU's model and feature flags."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        keep = [ln for ln in lines if ln.startswith(("model name", "flags"))][:2]
-        return platform.machine() + "\n" + "\n".join(keep)
-    except OSError:
-        return platform.machine() + platform.processor()
+    found = [cpuinfo("model name"), cpuinfo("flags")]
+    return "\n".join([platform.machine(), platform.processor()] + [f for f in found if f])
 
 
 def compiler_version(cc: str) -> str:
