@@ -342,6 +342,10 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     for col in INT_COLUMNS:
         df[col] = _int_column(df[col])
+    for col in params:  # an integer param stays integer when some trial has no params (8, not 8.0)
+        given = [r[col] for r in rows if r.get(col) is not None]
+        if given and all(isinstance(v, int) and not isinstance(v, bool) for v in given):
+            df[col] = df[col].astype("Int64")
     return df.sort_values("number", kind="stable").reset_index(drop=True)
 
 

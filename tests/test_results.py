@@ -163,6 +163,22 @@ def test_optuna_rows_match_study(optuna_sweep):
     assert list(df["state"]) == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE", "RUNNING"]
 
 
+def test_int_params_stay_int_beside_trials_without_params(tmp_path):
+    """A trial that failed before it had params (a bad override) leaves gaps in the params
+    columns; integer params must still read 8 in results.csv, not 8.0."""
+    rows = [{"number": 0, "state": "COMPLETE", "value": 2.1, "params_model.n_embd": 8,
+             "params_optimizer.lr": 0.1, "params_model.batchnorm": True},
+            {"number": 1, "state": "FAIL", "value": None}]
+    df = results.to_frame(rows)
+    assert str(df["params_model.n_embd"].dtype) == "Int64"
+    assert df["params_optimizer.lr"].dtype == float
+    paths = results.write_outputs(df, tmp_path)
+    header, first, second = paths["results"].read_text().splitlines()[:3]
+    assert header.startswith("number,state,value,params_model.batchnorm,params_model.n_embd,"
+                             "params_optimizer.lr,")
+    assert first.startswith("0,COMPLETE,2.1,True,8,0.1,") and second.startswith("1,FAIL,,,,,")
+
+
 def test_optuna_gaps_filled_from_run_dirs(optuna_sweep):
     df = results.collect(str(optuna_sweep)).set_index("number")
     assert df.loc[3, "dev_loss"] == 2.2  # not in the trial's attrs; read from metrics.json
