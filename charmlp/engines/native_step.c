@@ -493,12 +493,13 @@ int charmlp_run(Net *n, int64_t steps, const int64_t *X, const int64_t *Y, const
     const int64_t V = n->V, E = n->E, T = n->T, H = n->H, B = n->B, F = T * E;
     Work w;
     const int64_t sizes[NP] = {V * E, F * H, H, H * V, V, F * V, H, H};
+    const int64_t umax = V < B ? V : B;
     int64_t total = 0;
     const int64_t counts[] = {B * F, B * H, B * H, B * H, B * V, B * V, B * H, B * F,
-                              H, H, V * H, V * H, V * H, H, H, H};
+                              H, H, V * H, V * H, V * H, H, H, H,
+                              T * umax * E, umax * H, umax * E};
     for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) total += counts[i] + 16;
     for (int i = 0; i < NP; i++) total += sizes[i] + 16;
-    total += (T * (V < B ? V : B) * E + 16) + ((V < B ? V : B) * (H + E) + 32);
     float *block = aligned_alloc(64, sizeof(float) * ((total + 15) & ~(int64_t)15));
     if (!block) return -1;
     float *cur = block;
@@ -509,7 +510,7 @@ int charmlp_run(Net *n, int64_t steps, const int64_t *X, const int64_t *Y, const
     for (int k = 0; k < 3; k++) w.w2t[k] = carve(&cur, V * H);
     w.scale = carve(&cur, H); w.mb = carve(&cur, H); w.dg = carve(&cur, H);
     for (int i = 0; i < NP; i++) { w.size[i] = sizes[i]; w.grad[i] = carve(&cur, sizes[i]); }
-    w.umax = V < B ? V : B;
+    w.umax = umax;
     w.cu = carve(&cur, T * w.umax * E); w.rows = carve(&cur, w.umax * H); w.grows = carve(&cur, w.umax * E);
     int32_t *ints = malloc(sizeof(int32_t) * (T * w.umax + T * B + V) + sizeof(int64_t) * T);
     if (!ints) { free(block); return -1; }
