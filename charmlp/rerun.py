@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from .errors import CharmlpError
+from .rundir import read_metrics
 
 
 def saved_config_dir(run_dir: Path) -> Path:
@@ -63,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     if cwd:
         os.chdir(cwd)
     train.main()
-    from .results import read_metrics
     (new, _), (old, _) = read_metrics(out), read_metrics(run_dir)
     print(f"rerun of {run_dir} -> {out}")
     for key in ("train_loss", "dev_loss", "test_loss"):

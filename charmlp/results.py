@@ -9,7 +9,6 @@ n_embd x n_hidden pivot, results.csv, best.yaml and optional plots.
 number, failed and unfinished trials included with their state."""
 import argparse
 import json
-import math
 import os
 import re
 import shlex
@@ -24,6 +23,8 @@ import yaml
 
 from .atomic import atomic_path, write_text
 from .errors import CharmlpError
+from .rundir import (finite, is_task_override, load_yaml, read_config, read_metrics, read_overrides,
+                     trial_dirname)
 
 # Columns after number/state/value/params_*; test_loss only when some trial reported it.
 TAIL_COLUMNS = ["train_loss", "dev_loss", "test_loss", "num_params", "steps", "duration_s",
@@ -36,50 +37,12 @@ COMPLETE = "COMPLETE"
 PIVOT_ROWS, PIVOT_COLS = "params_model.n_embd", "params_model.n_hidden"
 READABLE = ["number", "value", "train_loss", "dev_loss", "num_params", "steps_per_sec", "output_dir"]
 SQLITE, JOURNAL = "sqlite:///", "journal:///"
-# Yaml's C loader is ~10x faster; it matters when a tree holds thousands of runs.
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # ---- reading one run dir ------------------------------------------------------------------
-def _load_yaml(path: Path) -> Any:
-    """The parsed file, or None when it is missing or half-written (runs may be live)."""
-    try:
-        with open(path) as f:
-            return yaml.load(f, Loader=_Loader)
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return None
-
-
-def read_metrics(run_dir: Path) -> tuple[dict, str | None]:
-    """(metrics, problem): problem says why there are none (crashed, killed, truncated)."""
-    path = run_dir / "metrics.json"
-    try:
-        metrics = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}, "no metrics.json: the run crashed, was killed, or is still running"
-    except (OSError, ValueError) as e:
-        return {}, f"metrics.json is unreadable ({type(e).__name__}): the run was cut off while writing it"
-    if not isinstance(metrics, dict):
-        return {}, "metrics.json is not a JSON object"
-    return metrics, None
-
-
-def read_overrides(run_dir: Path) -> list[str]:
-    """The run's task overrides as typed on the command line (hydra.* ones dropped)."""
-    overrides = _load_yaml(run_dir / ".hydra" / "overrides.yaml")
-    if not isinstance(overrides, list):
-        return []
-    return [str(o) for o in overrides if _is_task_override(str(o))]
-
-
-def read_config(run_dir: Path) -> dict:
-    config = _load_yaml(run_dir / ".hydra" / "config.yaml")
-    return config if isinstance(config, dict) else {}
-
-
 def read_job_num(run_dir: Path) -> int | None:
     """hydra.job.num: the job's index in its multirun; single runs have '???' there."""
-    hydra = _load_yaml(run_dir / ".hydra" / "hydra.yaml")
+    hydra = load_yaml(run_dir / ".hydra" / "hydra.yaml")
     try:
         num = hydra["hydra"]["job"]["num"]
     except (TypeError, KeyError):
@@ -113,7 +76,7 @@ def run_row(run_dir: Path) -> dict:
     metrics, problem = read_metrics(run_dir)
     state, reason = run_state(metrics, problem)
     metric = config.get("optimized_metric") or "dev_loss"
-    value = _finite(metrics.get(metric))
+    value = finite(metrics.get(metric))
     if state == COMPLETE and value is None:
         state, reason = "FAIL", f"optimized_metric={metric} is not a number in metrics.json"
     overrides = read_overrides(run_dir)
@@ -133,11 +96,6 @@ def run_row(run_dir: Path) -> dict:
 
 
 # ---- overrides -> params ------------------------------------------------------------------
-def _is_task_override(override: str) -> bool:
-    key = override.lstrip("+~").split("=", 1)[0]
-    return not (key == "hydra" or key.startswith(("hydra.", "hydra/")))
-
-
 def parse_value(text: str) -> Any:
     """'8' -> 8, '0.1' -> 0.1, "'a b'" -> 'a b'; anything else stays a string."""
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
@@ -155,7 +113,7 @@ def params_from_overrides(overrides: Iterable[str]) -> dict:
     params = {}
     for o in overrides:
         key, sep, value = o.partition("=")
-        if sep and not key.startswith("~") and _is_task_override(o):
+        if sep and not key.startswith("~") and is_task_override(o):
             params[f"params_{key.lstrip('+')}"] = parse_value(value)
     return params
 
@@ -238,12 +196,6 @@ def load_study(url: str, study_name: str | None):
         raise CharmlpError(f"no study {name!r} in {shown} (it holds {names}); fix: --study NAME, one of those")
     with storage_errors(f"cannot load study {name!r} from {shown!r}"):
         return optuna.load_study(study_name=name, storage=storage)
-
-
-def trial_dirname(number: int) -> str:
-    # Same naming as charmlp.sweep.impl.trial_dirname; not imported so that reading results
-    # never depends on the sweeper plugin importing cleanly.
-    return f"trial_{number:04d}"
 
 
 def trial_run_dir(trial, sweep_dir: Path | None) -> Path | None:
@@ -335,7 +287,7 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
     """Rows -> the results table: fixed column order, numeric columns typed, by number."""
     params = sorted({k for r in rows for k in r if k.startswith("params_")})
     tail = [c for c in TAIL_COLUMNS
-            if c != "test_loss" or any(_finite(r.get(c)) is not None for r in rows)]
+            if c != "test_loss" or any(finite(r.get(c)) is not None for r in rows)]
     df = pd.DataFrame(rows, columns=["number", "state", "value", *params, *tail])
     for col in ["value", "duration_s", *METRIC_COLUMNS]:
         if col in df:
@@ -354,12 +306,6 @@ def _int_column(col: pd.Series) -> pd.Series:
     numeric = pd.to_numeric(col, errors="coerce")
     whole = numeric.dropna()
     return numeric.astype("Int64") if ((whole % 1) == 0).all() else numeric
-
-
-def _finite(x: Any) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    return float(x) if math.isfinite(x) else None
 
 
 def _iso(t: datetime | None) -> str | None:

@@ -15,21 +15,17 @@ from omegaconf import OmegaConf
 
 from ..atomic import write_json
 from ..errors import CharmlpError
-from ..results import collect, read_metrics, write_outputs
+from ..results import collect, write_outputs
+from ..rundir import METRIC_KEYS, finite, read_metrics, task_overrides, trial_dirname
 from . import budget
 from .liveness import Heartbeat, claim, is_stale
 from .storage import default_url, open_storage, redact
 
 log = logging.getLogger(__name__)
-METRIC_ATTRS = ("train_loss", "dev_loss", "num_params", "steps", "steps_per_sec", "wall_time")
 
 
 class SweepInterrupted(KeyboardInterrupt):
     """SIGTERM, turned into an exception so the running batch is recorded before exit."""
-
-
-def trial_dirname(number: int) -> str:
-    return f"trial_{number:04d}"
 
 
 class CharmlpSweeperImpl(OptunaSweeperImpl):
@@ -160,11 +156,11 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         trial.set_user_attr("output_dir", str(out))
         trial.set_user_attr("overrides", task_overrides(overrides))
         metrics, _ = read_metrics(out)
-        for key in METRIC_ATTRS:
+        for key in METRIC_KEYS:
             if isinstance(metrics.get(key), (int, float)):
                 trial.set_user_attr(key, metrics[key])
         if ret.status == JobStatus.COMPLETED:
-            value = _as_float(ret._return_value)
+            value = finite(ret._return_value)
             if value is not None:
                 self._tell(study, trial, optuna.trial.TrialState.COMPLETE, [value])
                 return
@@ -212,18 +208,5 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
                        self.sweep_dir / "optimization_results.yaml")
 
 
-def task_overrides(overrides) -> list[str]:
-    """The trial's own overrides, without the hydra.* ones the sweeper adds (its subdir)."""
-    return [o for o in overrides if not o.startswith("hydra.")]
-
-
 def _raise_interrupt(signum, frame):
     raise SweepInterrupted(signal.Signals(signum).name)
-
-
-def _as_float(x) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
