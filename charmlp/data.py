@@ -130,14 +130,28 @@ def build_examples(words: list[str], vocab: Vocab, block_size: int) -> tuple[tor
     return torch.tensor(X, dtype=torch.long).view(-1, block_size), torch.tensor(Y, dtype=torch.long)
 
 
+# The last data set this process built: a sweep slot's worker process runs trial after trial
+# on the same file, and building the examples is most of a trial's set-up.
+_loaded: dict[tuple, Splits] = {}
+
+
 def load_splits(path: str | None, block_size: int = 3, splits=(0.8, 0.1, 0.1),
                 split_seed: int = 42) -> Splits:
     require_positive("data.", block_size=block_size)
     file = resolve_path(path)
+    stat = file.stat()
+    key = (str(file.resolve()), stat.st_mtime_ns, stat.st_size, block_size, tuple(splits), split_seed)
+    if key not in _loaded:
+        _loaded.clear()
+        _loaded[key] = _build_splits(file, block_size, tuple(splits), split_seed)
+    return _loaded[key]
+
+
+def _build_splits(file: Path, block_size: int, splits: tuple, split_seed: int) -> Splits:
     names = read_names(file)
     if not names:
         raise CharmlpError(f"{file} holds no names; fix: pass a file with one name per line")
-    words = split_words(names, tuple(splits), split_seed)
+    words = split_words(names, splits, split_seed)
     vocab = Vocab.from_names(names)
     X, Y = {}, {}
     for k, ws in words.items():

@@ -90,6 +90,24 @@ def test_foreign_trial_dirs_are_never_overwritten(tmp_path, names_file):
     r = sweep(names_file, tmp_path, n_trials=1)
     assert r.returncode != 0 and "does not know" in r.stderr + r.stdout
     assert (tmp_path / "trial_0000" / "mine.txt").read_text() == "keep"
+    # The refusal created no study: a later reader finds none rather than an empty one.
+    db = tmp_path / "study.db"
+    assert not db.exists() or optuna.get_all_study_names(f"sqlite:///{db}") == []
+
+
+def test_a_failing_sampler_stops_the_sweep_in_one_line_and_leaves_no_running_trial(tmp_path, names_file):
+    """CmaEsSampler without its `cmaes` package fails once its start-up trials are done."""
+    try:
+        import cmaes  # noqa: F401
+        pytest.skip("cmaes is installed here, so the sampler does not fail")
+    except ImportError:
+        pass
+    r = sweep(names_file, tmp_path, "hydra/sweeper/sampler=cmaes", "hydra.sweeper.sampler.n_startup_trials=1",
+              "hydra/launcher=basic", n_trials=3)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    said = [line for line in r.stderr.splitlines() if "sampler failed" in line]
+    assert len(said) == 1, r.stderr
+    assert not [t for t in load(tmp_path).trials if t.state == TrialState.RUNNING]
 
 
 def test_basic_sweeper_multirun_is_collected(tmp_path, names_file):

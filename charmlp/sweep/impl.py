@@ -163,7 +163,7 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         self._write_results()
         progress.overhead.results += time.perf_counter() - t
         state, values = job.outcome
-        progress.trial_done(study, job.trial.number, state, values, job.seconds,
+        progress.trial_done(study, job.trial.number, state, values, job.submitted, job.seconds,
                             read_metrics(self.sweep_dir / trial_dirname(job.trial.number))[0])
 
     def _next_trial(self, study, total, space, fixed, fixed_overrides) -> Job | None | bool:
@@ -216,11 +216,15 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
     def _ask(self, study: optuna.Study, total: int) -> optuna.Trial | None:
         if total - budget.used(study.get_trials(deepcopy=False)) <= 0:
             return None
+        before = {t.number for t in study.get_trials(deepcopy=False)}
         try:
             trial = study.ask()
-        except Exception as e:
-            raise CharmlpError(f"the sampler failed ({type(e).__name__}: {e}); "
-                               "fix: hydra/sweeper/sampler=... or install its package") from None
+        except Exception as e:  # the trial was created before the sampler failed: fail it
+            reason = f"the sampler failed ({type(e).__name__}: {_first_line(e)})"
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if t.number not in before and "worker" not in t.user_attrs:
+                    budget.fail_uncounted(study, t._trial_id, reason)
+            raise CharmlpError(f"{reason}; fix: hydra/sweeper/sampler=... or install its package") from None
         if not budget.within_budget(study.get_trials(deepcopy=False), trial.number, total):
             budget.fail_uncounted(study, trial._trial_id, "over budget: other workers took the last trials")
             return None

@@ -33,9 +33,11 @@ class Overhead:
     results: float = 0.0       # rewriting results.csv in the sweep process
     parts: dict = field(default_factory=dict)
 
-    def add(self, seconds: float, metrics: dict) -> None:
+    def add(self, submitted: float, seconds: float, metrics: dict) -> None:
         self.trials += 1
         self.slot += seconds
+        started = finite(metrics.get("started_at"))
+        self.launch += started - submitted if started else 0.0
         self.training += finite(metrics.get("wall_time")) or 0.0
         self.evaluation += finite(metrics.get("time_eval")) or 0.0
         self.setup += finite(metrics.get("time_setup")) or 0.0
@@ -43,13 +45,14 @@ class Overhead:
 
     def lines(self, cores: float) -> list[str]:
         n = max(self.trials, 1)
-        other = self.slot - self.training - self.setup - self.final
+        back = self.slot - self.launch - self.setup - self.training - self.final
         return [f"core time: {100 * self.training / cores:.1f}% training, slots busy "
                 f"{100 * self.slot / cores:.1f}%",
                 f"per trial: {self.training / n:.1f} s training (of which {self.evaluation / n:.2f} s "
-                f"dev evaluation); overhead {self.setup / n:.2f} s set-up (data, model, engine), "
-                f"{self.final / n:.2f} s final evaluation + writes, {other / n:.2f} s process/launch, "
-                f"{self.results / n:.2f} s results.csv rewrite"]
+                f"dev evaluation); overhead {self.launch / n:.2f} s launch (process start and imports "
+                f"once per slot, Hydra job set-up), {self.setup / n:.2f} s set-up (data, model, engine), "
+                f"{self.final / n:.2f} s final evaluation and writes, {back / n:.2f} s return to the "
+                f"sweep, {self.results / n:.2f} s results.csv rewrite (in the sweep process)"]
 
 
 class Progress:
@@ -62,10 +65,10 @@ class Progress:
         self.overhead = Overhead()
 
     def trial_done(self, study: optuna.Study, number: int, state: str, values: list | None,
-                   seconds: float, metrics: dict) -> None:
+                   submitted: float, seconds: float, metrics: dict) -> None:
         self.ran += 1
         self._longest = max(self._longest, seconds)
-        self.overhead.add(seconds, metrics)
+        self.overhead.add(submitted, seconds, metrics)
         trials = study.get_trials(deepcopy=False)
         done = sum(t.state in FINISHED and not t.user_attrs.get("not_counted") for t in trials)
         value = " ".join(f"{v:.4f}" for v in values) if values else "-"
