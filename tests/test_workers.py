@@ -1,6 +1,8 @@
 """Many workers on one study: two sweep processes share a PostgreSQL or journal-file study and
-together finish exactly its budget; a sweep through submitit's launcher keeps its trial dirs."""
+together finish exactly its budget; workers started at the same moment on a new database all
+get through; a sweep through submitit's launcher keeps its trial dirs."""
 import json
+import multiprocessing
 import os
 import subprocess
 import uuid
@@ -25,14 +27,15 @@ FAST = ["trainer.steps=100", "trainer.eval_interval=50", "trainer.history_interv
 WORKER_TRIAL = ["trainer.steps=400", "trainer.eval_interval=200", "trainer.engine=torch"]
 
 
-def worker_cmd(names_file, sweep_dir, storage, study, seed, n_trials):
-    return ["charmlp-train", "-m", "+sweep=smoke", f"data.path={names_file}", *WORKER_TRIAL,
+def worker_cmd(names_file, sweep_dir, storage, study, seed, n_trials, trial=tuple(WORKER_TRIAL)):
+    return ["charmlp-train", "-m", "+sweep=smoke", f"data.path={names_file}", *trial,
             f"hydra.sweep.dir={sweep_dir}", f"hydra.sweeper.storage={storage}",
             f"hydra.sweeper.study_name={study}", f"hydra.sweeper.n_trials={n_trials}",
             "hydra.sweeper.n_jobs=1", "hydra/launcher=basic", f"hydra.sweeper.sampler.seed={seed}"]
 
 
 def run_workers(cmds, timeout=300):
+    """Start all commands at once and wait for every one; each must exit 0."""
     procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for c in cmds]
     errs = [p.communicate(timeout=timeout)[1] for p in procs]
@@ -40,7 +43,7 @@ def run_workers(cmds, timeout=300):
         assert p.returncode == 0, err[-3000:]
 
 
-def check_shared_study(storage: str, study: str, sweep_dir: Path, n_trials: int):
+def check_shared_study(storage: str, study: str, sweep_dir: Path, n_trials: int, workers: int = 2):
     ts = optuna.load_study(study_name=study, storage=open_storage(storage)).trials
     numbers = [t.number for t in ts]
     assert len(numbers) == len(set(numbers))
@@ -52,7 +55,7 @@ def check_shared_study(storage: str, study: str, sweep_dir: Path, n_trials: int)
             assert t.state == TrialState.FAIL and t.user_attrs.get("not_counted"), t
             assert "over budget" in t.user_attrs["fail_reason"]
     pids = {t.user_attrs["worker"]["pid"] for t in done}
-    assert len(pids) == 2, "both workers should have run trials"
+    assert len(pids) == workers, f"{workers} workers should have run trials, not {len(pids)}"
     dirs = sorted(int(p.name[6:]) for p in sweep_dir.glob("trial_*"))
     assert dirs == sorted(t.number for t in done)  # one dir per trial that ran, by number
     for t in done:
@@ -74,6 +77,73 @@ def postgres() -> str:
         pytest.skip(f"PostgreSQL not reachable at {POSTGRES} ({str(e).strip().splitlines()[0]}); "
                     "start it with `bash .ci/postgres.sh`")
     return POSTGRES
+
+
+@pytest.fixture
+def new_database(postgres):
+    """new_database() -> the URL of a database created just now, so Optuna's schema isn't there
+    yet; all are dropped after the test."""
+    import psycopg2
+
+    admin = psycopg2.connect(postgres)
+    admin.autocommit = True
+    names = []
+
+    def create() -> str:
+        names.append(f"charmlp_test_{uuid.uuid4().hex[:10]}")
+        admin.cursor().execute(f"CREATE DATABASE {names[-1]}")
+        return postgres.rsplit("/", 1)[0] + "/" + names[-1]
+
+    yield create
+    for name in names:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+def _open_study_and_run_a_trial(url: str, barrier, errors) -> None:
+    """One worker: what a sweep does first (open the storage, create or load the study), then
+    one trial, so the study it got is known to work."""
+    try:
+        barrier.wait(timeout=30)  # all workers leave this line together
+        study = optuna.create_study(study_name="together", storage=open_storage(url),
+                                    load_if_exists=True)
+        trial = study.ask()
+        study.tell(trial, trial.number)
+    except BaseException as e:  # noqa: BLE001 -- the parent reports it
+        errors.put(f"{type(e).__name__}: {e}".splitlines()[0])
+        raise SystemExit(1)
+
+
+def test_workers_started_together_on_new_databases_all_open_the_study(new_database):
+    """Four workers start at the same instant on a database that has no Optuna schema yet; five
+    rounds. Without a lock around the schema creation, most rounds lose workers to
+    UniqueViolation in PostgreSQL's catalog."""
+    ctx = multiprocessing.get_context("fork")
+    for _ in range(5):
+        url = new_database()
+        barrier, errors = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_study_and_run_a_trial, args=(url, barrier, errors))
+                 for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+        failures = [errors.get() for _ in range(errors.qsize())]
+        assert [p.exitcode for p in procs] == [0] * 4, failures
+        trials = optuna.load_study(study_name="together", storage=open_storage(url)).trials
+        assert sorted(t.number for t in trials) == [0, 1, 2, 3]  # one study, not four
+        assert all(t.state == TrialState.COMPLETE for t in trials)
+
+
+def test_four_sweep_workers_started_together_on_a_new_database(new_database, tmp_path, names_file):
+    """The README's N-machine recipe as users run it: charmlp-train workers started at once."""
+    url = new_database()
+    run_workers([worker_cmd(names_file, tmp_path, url, "together", seed, n_trials=4, trial=FAST)
+                 for seed in range(4)])
+    ts = optuna.load_study(study_name="together", storage=open_storage(url)).trials
+    done = [t for t in ts if t.state == TrialState.COMPLETE]
+    assert len(done) == 4 and len({t.number for t in ts}) == len(ts)
+    assert all(t.state == TrialState.COMPLETE or t.user_attrs.get("not_counted") for t in ts)
 
 
 def test_two_workers_share_one_postgresql_study(postgres, tmp_path, names_file):
