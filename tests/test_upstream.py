@@ -22,7 +22,18 @@ STAND_INS = Path(__file__).parent / "upstream"
 ROOT = Path(__file__).resolve().parents[1]
 
 # test id -> why charmlp differs on purpose. Keep in step with the README section.
-BY_DESIGN: dict[str, str] = {}
+_FAILURE_RATE = (
+    "charmlp counts every failed trial (an error, a NaN or infinite result, a wrong number of "
+    "values) against max_failure_rate x n_trials over the whole study, so that a resumed sweep "
+    "and every worker see one tally; the plugin counts only errors raised inside one batch and "
+    "lets rejected results pass. With the plugin's default max_failure_rate=0.0 the first failed "
+    "trial stops a charmlp sweep (charmlp's own default is 0.25)")
+BY_DESIGN: dict[str, str] = {
+    "test_rejected_result_marks_trial_failed[nan]": _FAILURE_RATE,
+    # A count that doesn't match the directions is a config error every trial repeats: charmlp
+    # stops at the rate instead of spending the whole budget on failures.
+    "test_rejected_result_marks_trial_failed[wrong-number-of-values]": _FAILURE_RATE,
+}
 
 
 def fetch_suite(dest: Path) -> Path:
@@ -45,7 +56,9 @@ def run_suite(root: Path) -> dict[str, str]:
     report = root / "report.xml"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(STAND_INS / "swap"), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    # Its own --basetemp: pytest keeps only the last 3 temp roots, and would prune ours.
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs",
+                        f"--basetemp={root / 'tmp'}", "-o", "junit_logging=all",
                         f"--junitxml={report}", "tests"], cwd=root, env=env,
                        capture_output=True, text=True, timeout=1800)
     assert report.exists(), r.stdout[-3000:] + r.stderr[-3000:]
@@ -58,7 +71,7 @@ def run_suite(root: Path) -> dict[str, str]:
 
 def test_upstream_suite_passes_with_charmlps_sweeper(tmp_path):
     outcomes = run_suite(fetch_suite(tmp_path))
-    assert len(outcomes) > 100, f"only {len(outcomes)} upstream tests ran"
+    assert len(outcomes) >= 93, f"only {len(outcomes)} upstream tests ran"  # 1.4.0rc3 has 93
     not_passed = {name: kind for name, kind in outcomes.items() if kind != "passed"}
     unexpected = {n: k for n, k in not_passed.items() if n not in BY_DESIGN or k != "failed"}
     assert not unexpected, f"upstream tests not passing, and not listed as by design: {unexpected}"
