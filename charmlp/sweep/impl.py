@@ -58,7 +58,7 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.sweep_dir / STUDY_JSON, {"storage": self._portable_storage(),
                                                  "study_name": study.study_name})
-        progress = Progress(total, self.n_jobs, len(study.directions) == 1)
+        progress = Progress(total, self.n_jobs, len(study.directions) == 1, self.timeout_min)
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             self._loop(study, total, space, fixed, fixed_overrides, progress)

@@ -53,15 +53,18 @@ class Overhead:
 
 
 class Progress:
-    def __init__(self, total: int, slots: int, single_objective: bool):
+    def __init__(self, total: int, slots: int, single_objective: bool, timeout_min: float | None = None):
         self.total, self.slots, self.single = total, slots, single_objective
         self.t0 = time.time()
+        self.deadline = self.t0 + 60 * timeout_min if timeout_min else None
+        self._longest = 0.0  # the longest trial so far: how long a running one may still take
         self.ran = 0
         self.overhead = Overhead()
 
     def trial_done(self, study: optuna.Study, number: int, state: str, values: list | None,
                    seconds: float, metrics: dict) -> None:
         self.ran += 1
+        self._longest = max(self._longest, seconds)
         self.overhead.add(seconds, metrics)
         trials = study.get_trials(deepcopy=False)
         done = sum(t.state in FINISHED and not t.user_attrs.get("not_counted") for t in trials)
@@ -69,6 +72,8 @@ class Progress:
         elapsed = time.time() - self.t0
         left = max(self.total - done, 0)
         eta = elapsed / self.ran * left if self.ran else 0
+        if self.deadline:  # no new trials after it; the running ones then finish
+            eta = min(eta, max(self.deadline - time.time(), 0) + self._longest)
         log.info("trial %d %s %s | %s | %d/%d done | %s elapsed, ~%s left", number, state, value,
                  self._best(study), done, self.total, clock(elapsed), clock(eta))
 
