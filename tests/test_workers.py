@@ -1,10 +1,14 @@
 """Many workers on one study: two sweep processes share a PostgreSQL or journal-file study and
-together finish exactly its budget; a sweep through submitit's launcher keeps its trial dirs."""
+together finish exactly its budget; workers started at the same moment on a new database all
+get through; a sweep through submitit's launcher keeps its trial dirs."""
 import json
+import multiprocessing
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pandas as pd
@@ -12,11 +16,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from optuna.trial import TrialState
 
+from charmlp.sweep import budget, liveness
+from charmlp.sweep.liveness import claim, identity, is_stale
 from charmlp.sweep.storage import open_storage
 from charmlp.train import CONF_DIR
 from conftest import run_cli
 
-pytestmark = pytest.mark.slow
 POSTGRES = os.environ.get("CHARMLP_TEST_POSTGRES", "postgresql://postgres:charmlp@127.0.0.1:5432/charmlp")
 FAST = ["trainer.steps=100", "trainer.eval_interval=50", "trainer.history_interval=50"]
 
@@ -25,14 +30,15 @@ FAST = ["trainer.steps=100", "trainer.eval_interval=50", "trainer.history_interv
 WORKER_TRIAL = ["trainer.steps=400", "trainer.eval_interval=200", "trainer.engine=torch"]
 
 
-def worker_cmd(names_file, sweep_dir, storage, study, seed, n_trials):
-    return ["charmlp-train", "-m", "+sweep=smoke", f"data.path={names_file}", *WORKER_TRIAL,
+def worker_cmd(names_file, sweep_dir, storage, study, seed, n_trials, trial=tuple(WORKER_TRIAL)):
+    return ["charmlp-train", "-m", "+sweep=smoke", f"data.path={names_file}", *trial,
             f"hydra.sweep.dir={sweep_dir}", f"hydra.sweeper.storage={storage}",
             f"hydra.sweeper.study_name={study}", f"hydra.sweeper.n_trials={n_trials}",
             "hydra.sweeper.n_jobs=1", "hydra/launcher=basic", f"hydra.sweeper.sampler.seed={seed}"]
 
 
 def run_workers(cmds, timeout=300):
+    """Start all commands at once and wait for every one; each must exit 0."""
     procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for c in cmds]
     errs = [p.communicate(timeout=timeout)[1] for p in procs]
@@ -40,7 +46,7 @@ def run_workers(cmds, timeout=300):
         assert p.returncode == 0, err[-3000:]
 
 
-def check_shared_study(storage: str, study: str, sweep_dir: Path, n_trials: int):
+def check_shared_study(storage: str, study: str, sweep_dir: Path, n_trials: int, workers: int = 2):
     ts = optuna.load_study(study_name=study, storage=open_storage(storage)).trials
     numbers = [t.number for t in ts]
     assert len(numbers) == len(set(numbers))
@@ -52,7 +58,7 @@ def check_shared_study(storage: str, study: str, sweep_dir: Path, n_trials: int)
             assert t.state == TrialState.FAIL and t.user_attrs.get("not_counted"), t
             assert "over budget" in t.user_attrs["fail_reason"]
     pids = {t.user_attrs["worker"]["pid"] for t in done}
-    assert len(pids) == 2, "both workers should have run trials"
+    assert len(pids) == workers, f"{workers} workers should have run trials, not {len(pids)}"
     dirs = sorted(int(p.name[6:]) for p in sweep_dir.glob("trial_*"))
     assert dirs == sorted(t.number for t in done)  # one dir per trial that ran, by number
     for t in done:
@@ -76,6 +82,76 @@ def postgres() -> str:
     return POSTGRES
 
 
+@pytest.fixture
+def new_database(postgres):
+    """new_database() -> the URL of a database created just now, so Optuna's schema isn't there
+    yet; all are dropped after the test."""
+    import psycopg2
+
+    admin = psycopg2.connect(postgres)
+    admin.autocommit = True
+    names = []
+
+    def create() -> str:
+        names.append(f"charmlp_test_{uuid.uuid4().hex[:10]}")
+        admin.cursor().execute(f"CREATE DATABASE {names[-1]}")
+        return postgres.rsplit("/", 1)[0] + "/" + names[-1]
+
+    yield create
+    for name in names:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+def _open_study_and_run_a_trial(url: str, barrier, errors) -> None:
+    """One worker: what a sweep does first (open the storage, create or load the study), then
+    one trial, so the study it got is known to work."""
+    try:
+        barrier.wait(timeout=30)  # all workers leave this line together
+        study = optuna.create_study(study_name="together", storage=open_storage(url),
+                                    load_if_exists=True)
+        trial = study.ask()
+        study.tell(trial, trial.number)
+    except BaseException as e:  # noqa: BLE001 -- the parent reports it
+        errors.put(f"{type(e).__name__}: {e}".splitlines()[0])
+        raise SystemExit(1)
+
+
+@pytest.mark.slow
+def test_workers_started_together_on_new_databases_all_open_the_study(new_database):
+    """Four workers start at the same instant on a database that has no Optuna schema yet; five
+    rounds. Without a lock around the schema creation, most rounds lose workers to
+    UniqueViolation in PostgreSQL's catalog."""
+    ctx = multiprocessing.get_context("fork")
+    for _ in range(5):
+        url = new_database()
+        barrier, errors = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_study_and_run_a_trial, args=(url, barrier, errors))
+                 for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+        failures = [errors.get() for _ in range(errors.qsize())]
+        assert [p.exitcode for p in procs] == [0] * 4, failures
+        trials = optuna.load_study(study_name="together", storage=open_storage(url)).trials
+        assert sorted(t.number for t in trials) == [0, 1, 2, 3]  # one study, not four
+        assert all(t.state == TrialState.COMPLETE for t in trials)
+
+
+@pytest.mark.slow
+def test_four_sweep_workers_started_together_on_a_new_database(new_database, tmp_path, names_file):
+    """The README's N-machine recipe as users run it: charmlp-train workers started at once."""
+    url = new_database()
+    run_workers([worker_cmd(names_file, tmp_path, url, "together", seed, n_trials=4, trial=FAST)
+                 for seed in range(4)])
+    ts = optuna.load_study(study_name="together", storage=open_storage(url)).trials
+    done = [t for t in ts if t.state == TrialState.COMPLETE]
+    assert len(done) == 4 and len({t.number for t in ts}) == len(ts)
+    assert all(t.state == TrialState.COMPLETE or t.user_attrs.get("not_counted") for t in ts)
+
+
+@pytest.mark.slow
 def test_two_workers_share_one_postgresql_study(postgres, tmp_path, names_file):
     study = f"test_{uuid.uuid4().hex[:10]}"
     try:
@@ -89,6 +165,7 @@ def test_two_workers_share_one_postgresql_study(postgres, tmp_path, names_file):
             pass
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_journal_file(tmp_path, names_file):
     storage = f"journal://{tmp_path / 'db' / 'study.log'}"  # journal:///abs/path
     run_workers([worker_cmd(names_file, tmp_path, storage, "shared", seed, n_trials=4)
@@ -96,6 +173,7 @@ def test_two_workers_share_one_journal_file(tmp_path, names_file):
     check_shared_study(storage, "shared", tmp_path, n_trials=4)
 
 
+@pytest.mark.slow
 def test_submitit_launcher_keeps_trial_dirs(tmp_path, names_file):
     r = run_cli("charmlp-train", "-m", "+sweep=smoke", "hydra/launcher=submitit_local",
                 f"data.path={names_file}", *FAST, f"hydra.sweep.dir={tmp_path}",
@@ -126,3 +204,159 @@ def test_presets_compose_with_any_launcher(launcher):
         assert launcher_cfg.submitit_folder == "outputs/sweeps/embed_hidden/.submitit/%j"
     if launcher == "parallel":
         assert launcher_cfg.n_jobs == 8
+
+
+# ---- liveness: which RUNNING trials are dead ---------------------------------------------
+GRACE = 120.0
+
+
+def running(worker: dict, beat_age: float, now: float = 1e9):
+    """A FrozenTrial-like record of a RUNNING trial whose last heartbeat is beat_age s old."""
+    return SimpleNamespace(state=TrialState.RUNNING, datetime_start=None,
+                           user_attrs={"worker": worker, "heartbeat_at": now - beat_age})
+
+
+@pytest.fixture(scope="module")
+def dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+@pytest.fixture
+def live_child():
+    p = subprocess.Popen(["sleep", "60"])
+    yield p
+    p.kill()
+    p.wait()
+
+
+def test_claim_records_host_boot_namespace_pid_and_start_time():
+    attrs = {}
+    claim(SimpleNamespace(set_user_attr=attrs.__setitem__))
+    w = attrs["worker"]
+    assert (w["host"], w["pid"]) == (liveness.HOST, os.getpid())
+    assert w["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert w["pid_namespace"] == os.readlink("/proc/self/ns/pid")
+    # Field 22 of /proc/self/stat, read here the plain way (no parentheses in "python").
+    assert w["start_time"] == int(Path("/proc/self/stat").read_text().split()[21])
+    assert abs(attrs["heartbeat_at"] - time.time()) < 5
+
+
+def test_a_trial_on_another_host_is_dead_only_after_the_grace_period(dead_pid):
+    other = {**identity(dead_pid), "host": "elsewhere"}
+    assert not is_stale(running(other, beat_age=GRACE - 1), GRACE, now=1e9)
+    assert is_stale(running(other, beat_age=GRACE + 1), GRACE, now=1e9)
+
+
+@pytest.mark.parametrize("field, value", [("boot_id", "another-boot"),
+                                          ("pid_namespace", "pid:[1]"),
+                                          ("boot_id", None), ("start_time", None)])
+def test_a_missing_pid_settles_nothing_unless_surely_the_same_machine_and_namespace(
+        dead_pid, field, value):
+    """Same host name, pid gone here, but recorded in another boot or another container's pid
+    namespace (or by a worker that recorded no ids): that pid means nothing here, so only the
+    heartbeat counts. A missing start time alone is no such doubt: the machine is the same."""
+    worker = {**identity(dead_pid), field: value}
+    if field == "start_time":
+        assert is_stale(running(worker, beat_age=0), GRACE, now=1e9)
+        return
+    assert not is_stale(running(worker, beat_age=0), GRACE, now=1e9)
+    assert is_stale(running(worker, beat_age=GRACE + 1), GRACE, now=1e9)
+
+
+def test_old_records_with_host_and_pid_only_wait_for_the_heartbeat(dead_pid):
+    worker = {"host": liveness.HOST, "pid": dead_pid}
+    assert not is_stale(running(worker, beat_age=0), GRACE, now=1e9)
+
+
+def test_a_vanished_process_on_this_machine_is_dead_at_once(dead_pid):
+    assert is_stale(running(identity(dead_pid), beat_age=0), GRACE, now=1e9)
+
+
+def test_a_live_process_on_this_machine_is_alive_whatever_its_heartbeat(live_child):
+    assert not is_stale(running(identity(live_child.pid), beat_age=10 * GRACE), GRACE, now=1e9)
+
+
+def test_a_reused_pid_does_not_keep_a_dead_trial_alive(live_child):
+    """The pid runs, but a process started at another time holds it: the worker is gone."""
+    worker = identity(live_child.pid)
+    worker["start_time"] -= 1
+    assert is_stale(running(worker, beat_age=0), GRACE, now=1e9)
+
+
+def test_a_zombie_is_not_a_live_worker():
+    p = subprocess.Popen(["true"])
+    for _ in range(100):  # exited but not reaped: /proc still lists it, state Z
+        if liveness.start_time(p.pid) is None:
+            break
+        time.sleep(0.05)
+    try:
+        assert Path(f"/proc/{p.pid}/stat").exists()
+        assert is_stale(running({**identity(), "pid": p.pid}, beat_age=0), GRACE, now=1e9)
+    finally:
+        p.wait()
+
+
+def test_only_running_trials_can_be_stale(dead_pid):
+    for state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED, TrialState.WAITING):
+        t = running(identity(dead_pid), beat_age=10 * GRACE)
+        t.state = state
+        assert not is_stale(t, GRACE, now=1e9)
+
+
+# ---- fail_uncounted when another worker got there first ----------------------------------
+@pytest.fixture(params=["memory", "sqlite", "journal"])
+def study(request, tmp_path):
+    url = {"memory": None, "sqlite": f"sqlite:///{tmp_path}/s.db",
+           "journal": f"journal://{tmp_path}/s.log"}[request.param]
+    return optuna.create_study(storage=open_storage(url) if url else None)
+
+
+@pytest.mark.parametrize("finish", ["complete", "fail", "fail_uncounted"])
+def test_fail_uncounted_on_a_trial_finished_elsewhere_returns_false(study, finish):
+    t = study.ask()
+    other = optuna.load_study(study_name=study.study_name, storage=study._storage)  # another worker
+    if finish == "complete":
+        other.tell(t.number, 1.5)
+    elif finish == "fail":
+        other.tell(t.number, state=TrialState.FAIL)
+    else:
+        assert budget.fail_uncounted(other, t._trial_id, "interrupted: its worker died")
+    assert budget.fail_uncounted(study, t._trial_id, "over budget") is False
+    frozen = study._storage.get_trial(t._trial_id)
+    assert frozen.state == (TrialState.COMPLETE if finish == "complete" else TrialState.FAIL)
+    if finish != "fail_uncounted":  # the loser stamped nothing on it
+        assert "fail_reason" not in frozen.user_attrs and budget.NOT_COUNTED not in frozen.user_attrs
+    else:
+        assert frozen.user_attrs["fail_reason"] == "interrupted: its worker died"
+
+
+@pytest.mark.parametrize("write", ["set_trial_user_attr", "set_trial_state_values"])
+def test_fail_uncounted_when_the_trial_finishes_between_its_writes(study, write):
+    """The other worker finishes the trial after the check, just before one of the writes."""
+    t = study.ask()
+    storage = study._storage
+    real_write, real_finish = getattr(storage, write), storage.set_trial_state_values
+
+    def finish_first(*args, **kwargs):
+        if storage.get_trial(t._trial_id).state == TrialState.RUNNING:
+            real_finish(t._trial_id, TrialState.COMPLETE, [2.0])
+        return real_write(*args, **kwargs)
+
+    setattr(storage, write, finish_first)
+    try:
+        assert budget.fail_uncounted(study, t._trial_id, "over budget") is False
+    finally:
+        delattr(storage, write)
+    assert storage.get_trial(t._trial_id).state == TrialState.COMPLETE
+    assert budget.fail_uncounted(study, t._trial_id, "over budget") is False
+
+
+def test_fail_uncounted_marks_a_running_trial_once(study):
+    t = study.ask()
+    assert budget.fail_uncounted(study, t._trial_id, "interrupted: its worker died")
+    frozen = study._storage.get_trial(t._trial_id)
+    assert frozen.state == TrialState.FAIL and frozen.user_attrs[budget.NOT_COUNTED]
+    assert not budget.counts(frozen)
+    assert budget.fail_uncounted(study, t._trial_id, "again") is False

@@ -28,9 +28,15 @@ def within_budget(trials: list[FrozenTrial], number: int, budget: int) -> bool:
 
 
 def fail_uncounted(study: optuna.Study, trial_id: int, reason: str) -> bool:
-    """Mark a trial failed without spending budget; False if another worker got there first."""
+    """Mark a trial failed without spending budget; False if another worker finished or failed
+    it first. That can happen before any of the storage calls below (Optuna refuses every write
+    to a finished trial), so each is covered; the check first keeps a trial finished elsewhere
+    free of a failure reason it never had (a finish in the instant between the writes still gets
+    one, harmlessly: the state decides, and a COMPLETE trial counts)."""
     storage = study._storage
     try:
+        if storage.get_trial(trial_id).state.is_finished():
+            return False
         storage.set_trial_user_attr(trial_id, NOT_COUNTED, True)
         storage.set_trial_user_attr(trial_id, "fail_reason", reason)
         return storage.set_trial_state_values(trial_id, state=TrialState.FAIL)

@@ -1,37 +1,86 @@
-"""Which RUNNING trials are dead. A worker stamps its trials with host, pid and a heartbeat
-time (plain user attrs, so this works on every storage, journal files included); a trial is
-stale when its process is gone from this host, or its heartbeat is older than the grace."""
+"""Which RUNNING trials are dead. A worker stamps its trials with who runs them (host, boot id,
+pid namespace, pid and the process's start time) and a heartbeat time, as plain user attrs so
+this works on every storage, journal files included.
+
+A trial is dead when its heartbeat is older than the grace period. A vanished pid settles it
+sooner, but only when the trial's process is surely on this machine and in this pid namespace:
+containers share host names, and a pid seen from another namespace or boot is a different
+process. A live pid whose start time differs from the recorded one was reused: dead too."""
 import os
 import socket
 import threading
 import time
+from pathlib import Path
 
 import optuna
 
 HOST = socket.gethostname()
 
 
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:  # not Linux, or /proc hidden: the trial falls back to its heartbeat
+        return None
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")  # e.g. "pid:[4026531836]"
+    except OSError:
+        return None
+
+
+BOOT_ID = _read("/proc/sys/kernel/random/boot_id")
+PID_NAMESPACE = _pid_namespace()
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks after boot, /proc/<pid>/stat field 22), or None
+    when no such process is running (zombies included: their worker is gone)."""
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    # Field 2 (the command) may hold spaces and parentheses: count fields after its last ')'.
+    fields = stat.rsplit(")", 1)[-1].split()
+    if fields[0] in ("Z", "X"):  # field 3, the state
+        return None
+    return int(fields[19])
+
+
+def identity(pid: int | None = None) -> dict:
+    """What tells a process apart across machines, containers and pid reuse."""
+    pid = os.getpid() if pid is None else pid
+    return {"host": HOST, "boot_id": BOOT_ID, "pid_namespace": PID_NAMESPACE, "pid": pid,
+            "start_time": start_time(pid)}
+
+
 def claim(trial: optuna.Trial) -> None:
-    trial.set_user_attr("worker", {"host": HOST, "pid": os.getpid()})
+    trial.set_user_attr("worker", identity())
     trial.set_user_attr("heartbeat_at", time.time())
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def same_machine_and_namespace(worker: dict) -> bool:
+    """Whether a pid recorded by `worker` means the same process here. Records lacking any of
+    the ids (older versions, or no /proc) never qualify."""
+    return (BOOT_ID is not None and PID_NAMESPACE is not None
+            and worker.get("host") == HOST and worker.get("boot_id") == BOOT_ID
+            and worker.get("pid_namespace") == PID_NAMESPACE)
+
+
+def process_gone(worker: dict) -> bool:
+    """On this machine and namespace: the recorded process no longer runs (or its pid now
+    belongs to a process started at another time)."""
+    now = start_time(int(worker["pid"]))
+    return now is None or (worker.get("start_time") is not None and now != worker["start_time"])
 
 
 def is_stale(t: optuna.trial.FrozenTrial, grace: float, now: float | None = None) -> bool:
     if t.state != optuna.trial.TrialState.RUNNING:
         return False
     worker = t.user_attrs.get("worker") or {}
-    if worker.get("host") == HOST and worker.get("pid") != os.getpid():
-        return not pid_alive(int(worker["pid"]))
+    if same_machine_and_namespace(worker) and worker.get("pid") != os.getpid():
+        return process_gone(worker)
     beat = t.user_attrs.get("heartbeat_at", t.datetime_start.timestamp() if t.datetime_start else 0)
     return (now or time.time()) - beat > grace
 

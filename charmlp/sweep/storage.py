@@ -1,10 +1,13 @@
-"""Open an Optuna storage from a URL, with one clear error when it can't be opened."""
+"""Open an Optuna storage from a URL, with one clear error when it can't be opened, safely
+when many workers open the same new database at the same moment."""
+import contextlib
 import functools
 import importlib.util
 import os
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 
 from ..errors import CharmlpError
 
@@ -33,11 +36,42 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
             # Several processes may share one SQLite file: wait for locks instead of failing.
             return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-        return optuna.storages.RDBStorage(_with_driver(url))
+        with _schema_lock(_with_driver(url)):
+            return optuna.storages.RDBStorage(_with_driver(url))
     except Exception as e:  # sqlalchemy raises many types; the user needs one line
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CharmlpError(f"cannot open Optuna storage {redact(url)!r} ({msg}); fix: pass a working "
                            "hydra.sweeper.storage=URL (sqlite:///PATH, postgresql://..., journal:///PATH)") from None
+
+
+# pg_advisory_lock key held while Optuna creates or checks its tables (any fixed 64-bit number;
+# advisory locks are per database, so studies in other databases never wait on each other).
+SCHEMA_LOCK_KEY = 0x636861726D6C70  # "charmlp"
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str):
+    """On PostgreSQL, one worker at a time builds RDBStorage. Its constructor creates Optuna's
+    tables if missing and stamps the schema version; two workers doing that at once on a new
+    database collide in the catalog (UniqueViolation on pg_type_typname_nsp_index). The lock
+    lives on its own connection, so it is released when that closes, even if this process dies.
+    Study creation needs no lock: create_study(load_if_exists=True) turns the loser's duplicate
+    insert into a load."""
+    if not url.startswith(("postgresql", "postgres")):
+        yield
+        return
+    # Autocommit: the lock is the session's, and no transaction stays open while we wait.
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool,
+                                      isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEMA_LOCK_KEY})
+    finally:
+        engine.dispose()
 
 
 def _with_driver(url: str) -> str:
