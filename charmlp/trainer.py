@@ -116,7 +116,8 @@ def train(cfg: DictConfig, out_dir: str | Path,
     V = len(data.vocab)
     metrics = {"status": "running", "engine": engine.name, "device": str(device),
                "threads": tc.threads, "num_params": model.num_params(), "vocab_size": V,
-               "uniform_loss": uniform_loss(V), "steps": tc.steps, "batch_size": tc.batch_size}
+               "uniform_loss": uniform_loss(V), "steps": tc.steps, "batch_size": tc.batch_size,
+               "data_sha256": data.sha256}
     log.info("model %d params, engine %s on %s, %d steps", metrics["num_params"], engine.name,
              device, tc.steps)
     history, best = History(), (math.inf, -1)
