@@ -14,3 +14,9 @@ def require_positive(prefix: str, **values) -> None:
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise CharmlpError(f"{prefix}{key}={value} must be a positive integer")
+
+
+class RunStopped(Exception):
+    """Raised from an on_eval hook to end training early on purpose (e.g. pruned by the
+    sweep). The trainer saves what it has with `status` in metrics.json, then re-raises."""
+    status = "stopped"

@@ -20,7 +20,8 @@ def saved_config_dir(run_dir: Path) -> Path:
 
 def best_run_dir(sweep_dir: Path) -> Path:
     from .results import best_trial, collect
-    return Path(best_trial(collect(str(sweep_dir)))["output_dir"])
+    out = Path(best_trial(collect(str(sweep_dir)))["output_dir"])
+    return out if out.is_absolute() else sweep_dir / out  # relative to the sweep dir
 
 
 def rerun_argv(run_dir: Path, out_dir: Path, overrides: list[str], test: bool) -> list[str]:

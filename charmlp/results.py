@@ -8,7 +8,6 @@ n_embd x n_hidden pivot, results.csv, best.yaml and optional plots.
 `pandas.read_csv(".../results.csv")` is all a reader needs: one row per trial, sorted by
 number, failed and unfinished trials included with their state."""
 import argparse
-import json
 import os
 import re
 import shlex
@@ -22,6 +21,7 @@ import pandas as pd
 import yaml
 
 from .atomic import atomic_path, write_text
+from . import rundir
 from .errors import CharmlpError
 from .rundir import (finite, is_task_override, load_yaml, read_config, read_metrics, read_overrides,
                      trial_dirname)
@@ -201,8 +201,8 @@ def load_study(url: str, study_name: str | None):
 def trial_run_dir(trial, sweep_dir: Path | None) -> Path | None:
     """The trial's run dir: from its output_dir attr (set once it finished), else by name."""
     out = trial.user_attrs.get("output_dir")
-    if isinstance(out, str) and out:
-        return Path(out)
+    if isinstance(out, str) and out:  # relative to the sweep dir since sweep dirs can move
+        return sweep_dir / out if sweep_dir and not Path(out).is_absolute() else Path(out)
     guess = sweep_dir / trial_dirname(trial.number) if sweep_dir else None
     return guess if guess is not None and guess.is_dir() else None
 
@@ -223,9 +223,17 @@ def trial_row(trial, sweep_dir: Path | None) -> dict:
             "duration_s": trial.duration.total_seconds() if trial.duration else None,
             "datetime_start": _iso(trial.datetime_start),
             "datetime_complete": _iso(trial.datetime_complete),
-            "output_dir": str(run_dir) if run_dir else None,
+            "output_dir": _relative(run_dir, sweep_dir) if run_dir else None,
             "overrides": " ".join(map(str, overrides)),
             "fail_reason": attrs.get("fail_reason")}
+
+
+def _relative(run_dir: Path, sweep_dir: Path | None) -> str:
+    """A trial dir relative to its sweep dir (sweep dirs get moved), else as it is."""
+    try:
+        return str(run_dir.relative_to(sweep_dir)) if sweep_dir else str(run_dir)
+    except ValueError:
+        return str(run_dir)
 
 
 def rows_from_study(study, sweep_dir: Path | None) -> list[dict]:
@@ -241,14 +249,11 @@ def study_direction(study) -> str:
 
 # ---- collect --------------------------------------------------------------------------------
 def read_study_json(sweep_dir: Path) -> tuple[str, str | None]:
-    try:
-        info = json.loads((sweep_dir / "study.json").read_text())
-    except (OSError, ValueError):
-        info = None
-    if not isinstance(info, dict) or not isinstance(info.get("storage"), str):
+    found = rundir.read_study_json(sweep_dir)
+    if found is None:
         raise CharmlpError(f"{sweep_dir / 'study.json'} is unreadable; fix: pass the study's storage "
                            "URL instead: charmlp-results sqlite:///PATH/study.db --study NAME")
-    return info["storage"], info.get("study_name")
+    return found
 
 
 def collect(path: str, study_name: str | None = None) -> pd.DataFrame:
@@ -365,16 +370,17 @@ def _plain(x: Any) -> Any:
     return x
 
 
-def best_record(best: pd.Series) -> dict:
-    """best.yaml's content: enough to read the result and to rerun it exactly."""
+def best_record(best: pd.Series, base: Path) -> dict:
+    """best.yaml's content: enough to read the result and to rerun it exactly. Its output_dir
+    is as in results.csv (relative to the sweep dir `base` for a sweep)."""
     out = best.get("output_dir")
-    run_dir = Path(out) if isinstance(out, str) and out else None
+    run_dir = base / out if isinstance(out, str) and out else None
     overrides = read_overrides(run_dir) if run_dir else []
     if not overrides and isinstance(best.get("overrides"), str):
         overrides = best["overrides"].split()
     record = {k: _plain(best.get(k)) for k in ("number", "value", "dev_loss", "train_loss", "output_dir")}
     record["overrides"] = overrides
-    record["rerun"] = f"charmlp-rerun {shlex.quote(out)}" if run_dir else None
+    record["rerun"] = f"charmlp-rerun {shlex.quote(str(run_dir))}" if run_dir else None
     record["config"] = read_config(run_dir) if run_dir else {}
     return record
 
@@ -388,7 +394,7 @@ def write_outputs(df: pd.DataFrame, out_dir: str | os.PathLike) -> dict[str, Pat
         df.to_csv(tmp, index=False)
     if not _completed(df).empty:
         paths["best"] = out / "best.yaml"
-        write_text(paths["best"], yaml.safe_dump(best_record(best_trial(df)), sort_keys=False))
+        write_text(paths["best"], yaml.safe_dump(best_record(best_trial(df), out), sort_keys=False))
     return paths
 
 

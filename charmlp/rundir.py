@@ -85,3 +85,24 @@ def finite(x: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) else None
+
+
+def resolve_storage(url: str, sweep_dir: Path) -> str:
+    """A relative SQLite URL (sqlite:///study.db, as study.json stores the default so that
+    sweep dirs can be moved) made absolute against the sweep dir; other URLs unchanged."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url[len(prefix):].startswith("/"):
+        return f"{prefix}{(Path(sweep_dir) / url[len(prefix):]).resolve()}"
+    return url
+
+
+def read_study_json(sweep_dir: Path) -> tuple[str, str | None] | None:
+    """(storage URL, study name) of the sweep that wrote sweep_dir, or None without a
+    readable study.json."""
+    try:
+        info = json.loads((Path(sweep_dir) / STUDY_JSON).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or not isinstance(info.get("storage"), str):
+        return None
+    return resolve_storage(info["storage"], Path(sweep_dir)), info.get("study_name")

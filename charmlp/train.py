@@ -12,14 +12,21 @@ from omegaconf import DictConfig
 
 from .configs import conf_dir
 from .errors import CharmlpError
+<<<<<<< HEAD
 from .rundir import LOG
+=======
+from .sweep.reporting import TrialReporter
+>>>>>>> main
 from .trainer import train
 
 log = logging.getLogger(__name__)
 CONF_DIR = conf_dir()
 
 
-def objective(metrics: dict, key: str) -> float:
+def objective(metrics: dict, key) -> float | list[float]:
+    """The metric named by optimized_metric; a list of names gives a list (multi-objective)."""
+    if not isinstance(key, str):
+        return [objective(metrics, k) for k in key]
     if key not in metrics:
         raise CharmlpError(f"optimized_metric={key!r} is not a metric of this run; "
                            f"choose one of {sorted(k for k, v in metrics.items() if isinstance(v, float))}")
@@ -45,8 +52,12 @@ def with_multirun(args: list[str]) -> list[str]:
 @hydra.main(config_path=CONF_DIR, config_name="train")
 def run(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
+    reporter = None
+    if hc.mode == RunMode.MULTIRUN:
+        label_log_lines(f"trial {hc.job.num}")
+        reporter = TrialReporter.from_hydra()
     try:
-        metrics = train(cfg, hc.runtime.output_dir)
+        metrics = train(cfg, hc.runtime.output_dir, on_eval=reporter.report if reporter else None)
         return objective(metrics, cfg.optimized_metric)
     except CharmlpError as e:
         if hc.mode == RunMode.MULTIRUN:
@@ -55,6 +66,7 @@ def run(cfg: DictConfig) -> float:
         sys.exit(2)
 
 
+<<<<<<< HEAD
 def remove_if_empty(run_dir: Path) -> str:
     """A run that failed before training holds only what Hydra wrote (.hydra/, train.log):
     remove it, so failed attempts leave no run dirs behind. Returns the note for the error."""
@@ -62,6 +74,16 @@ def remove_if_empty(run_dir: Path) -> str:
         return ""
     shutil.rmtree(run_dir, ignore_errors=True)
     return f" (nothing was trained: removed its run dir {run_dir})"
+=======
+def label_log_lines(label: str) -> None:
+    """Prefix this job's log lines with its trial, so parallel trials' lines can be told apart."""
+    def add_label(record: logging.LogRecord) -> bool:
+        if not getattr(record, "trial_label", None):  # once, though it passes several handlers
+            record.trial_label, record.msg = label, f"{label} | {record.msg}"
+        return True
+    for handler in logging.getLogger().handlers:  # Hydra sets these up afresh for each job
+        handler.addFilter(add_label)
+>>>>>>> main
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from .atomic import write_json, write_text
 from .checkpoint import CHECKPOINT, save_checkpoint
 from .engines import select_engine
-from .errors import CharmlpError, TrialDiverged, require_positive
+from .errors import CharmlpError, RunStopped, TrialDiverged, require_positive
 from .evaluate import split_loss
 from .model import uniform_loss
 
@@ -102,64 +102,109 @@ class History:
 def train(cfg: DictConfig, out_dir: str | Path,
           on_eval: Callable[[int, float], None] | None = None) -> dict:
     """Train one config into out_dir and return its metrics. `on_eval(step, dev_loss)` is
-    called at each evaluation, as the metric arrives (for reporting and pruning)."""
+    called at each evaluation, as the metric arrives (for reporting and pruning); it may
+    raise RunStopped to end the run early, which is saved with its status and re-raised."""
+    started_at, t0 = time.time(), time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tc, data, model, optimizer, gen = build(cfg)
     torch.set_num_threads(tc.threads)
     device = pick_device(tc.device)
-    engine_cls = select_engine(tc.engine, model, optimizer, device)
-    model.to(device)
-    Xtr, Ytr = data.X["train"].to(device), data.Y["train"].to(device)
-    Xdev, Ydev = data.X["dev"].to(device), data.Y["dev"].to(device)
-    engine = engine_cls(model, optimizer, Xtr, Ytr, tc.batch_size, gen, tc.steps)
+    engine = select_engine(tc.engine, model, optimizer, device)(
+        model.to(device), optimizer, data.X["train"].to(device), data.Y["train"].to(device),
+        tc.batch_size, gen, tc.steps)
     V = len(data.vocab)
     metrics = {"status": "running", "engine": engine.name, "device": str(device),
                "threads": tc.threads, "num_params": model.num_params(), "vocab_size": V,
                "uniform_loss": uniform_loss(V), "steps": tc.steps, "batch_size": tc.batch_size,
-               "data_sha256": data.sha256}
+               "started_at": started_at, "data_sha256": data.sha256}
     log.info("model %d params, engine %s on %s, %d steps", metrics["num_params"], engine.name,
              device, tc.steps)
-    history, best = History(), (math.inf, -1)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    t0, step = time.perf_counter(), 0
+    run = Run(tc, model, optimizer, engine, data.X["dev"].to(device), data.Y["dev"].to(device), on_eval)
+    metrics["time_setup"] = time.perf_counter() - t0
     try:
-        while step < tc.steps:
-            n = min(tc.history_interval - step % tc.history_interval,
-                    tc.eval_interval - step % tc.eval_interval, tc.steps - step)
-            losses = engine.run(step, n)
-            if step == 0:
-                metrics["init_loss"] = losses[0].item()
-            check_divergence(losses, step, tc.max_loss)
-            step += n
-            dev = None
-            if step % tc.eval_interval == 0 or step == tc.steps:
-                dev = split_loss(model, Xdev, Ydev)
-                best = min(best, (dev, step))
-                rate = step / (time.perf_counter() - t0)
-                log.info("step %7d/%d  loss %.4f  dev %.4f  lr %.4g  %.0f steps/s", step,
-                         tc.steps, losses[-1].item(), dev, optimizer.lr_at(step - 1, tc.steps), rate)
-            history.add(step, optimizer.lr_at(step - 1, tc.steps), losses.mean().item(), dev)
-            if dev is not None and on_eval is not None:
-                on_eval(step, dev)
+        run.loop(metrics)
+    except RunStopped as e:
+        metrics.update(run.summary(), status=e.status, reason=str(e), dev_loss=run.last_dev)
+        _save(out, run, model, data, metrics, cfg)
+        log.info("%s at step %d: dev %.4f", e.status, run.step, run.last_dev)
+        raise
     except TrialDiverged as e:
-        metrics.update(status="diverged", reason=str(e), steps_done=step)
-        history.write(out / "history.csv")
+        metrics.update(run.summary(), status="diverged", reason=str(e))
+        run.history.write(out / "history.csv")
         write_json(out / "metrics.json", metrics)
         raise
-    wall = time.perf_counter() - t0
-    metrics.update(status="completed", wall_time=wall, steps_per_sec=tc.steps / wall,
-                   train_loss=split_loss(model, Xtr, Ytr), dev_loss=split_loss(model, Xdev, Ydev),
-                   best_dev_loss=best[0], best_dev_step=best[1])
+    t_final = time.perf_counter()
+    metrics.update(run.summary(), status="completed",
+                   train_loss=split_loss(model, data.X["train"].to(device), data.Y["train"].to(device)),
+                   dev_loss=split_loss(model, run.Xdev, run.Ydev))
     if cfg.get("report_test"):
         # The test split is for final reports on a chosen config, never for selection.
         metrics["test_loss"] = split_loss(model, data.X["test"].to(device), data.Y["test"].to(device))
-    history.write(out / "history.csv")
-    save_checkpoint(out / CHECKPOINT, model.cpu(), data.vocab, step, metrics, config)
-    write_json(out / "metrics.json", metrics)
+    metrics["time_final_eval"] = time.perf_counter() - t_final
+    _save(out, run, model, data, metrics, cfg)
     log.info("train %.4f  dev %.4f  (init %.4f, ln V %.4f)  %.0f steps/s", metrics["train_loss"],
              metrics["dev_loss"], metrics["init_loss"], metrics["uniform_loss"], metrics["steps_per_sec"])
     return metrics
+
+
+def _save(out: Path, run: "Run", model, data, metrics: dict, cfg: DictConfig) -> None:
+    """history, checkpoint, then metrics.json last: its presence means the rest is there."""
+    run.history.write(out / "history.csv")
+    save_checkpoint(out / CHECKPOINT, model.cpu(), data.vocab, run.step, metrics,
+                    OmegaConf.to_container(cfg, resolve=True))
+    write_json(out / "metrics.json", metrics)
+
+
+class Run:
+    """The step loop of one training run: engine steps, evaluations on schedule, history."""
+
+    def __init__(self, tc: TrainerConfig, model, optimizer, engine, Xdev, Ydev, on_eval):
+        self.tc, self.model, self.optimizer, self.engine = tc, model, optimizer, engine
+        self.Xdev, self.Ydev, self.on_eval = Xdev, Ydev, on_eval
+        self.history, self.best = History(), (math.inf, -1)
+        self.step, self.last_dev, self.eval_time, self.loop_time = 0, math.nan, 0.0, 0.0
+
+    def loop(self, metrics: dict) -> None:
+        tc, t0 = self.tc, time.perf_counter()
+        try:
+            while self.step < tc.steps:
+                n = min(tc.history_interval - self.step % tc.history_interval,
+                        tc.eval_interval - self.step % tc.eval_interval, tc.steps - self.step)
+                losses = self.engine.run(self.step, n)
+                if self.step == 0:
+                    metrics["init_loss"] = losses[0].item()
+                check_divergence(losses, self.step, tc.max_loss)
+                self.step += n
+                dev = self._evaluate(losses, t0) if self._eval_due() else None
+                self.history.add(self.step, self.optimizer.lr_at(self.step - 1, tc.steps),
+                                 losses.mean().item(), dev)
+                if dev is not None and self.on_eval is not None:
+                    self.on_eval(self.step, dev)
+        finally:
+            self.loop_time = time.perf_counter() - t0
+
+    def _eval_due(self) -> bool:
+        return self.step % self.tc.eval_interval == 0 or self.step == self.tc.steps
+
+    def _evaluate(self, losses: torch.Tensor, t0: float) -> float:
+        t = time.perf_counter()
+        dev = self.last_dev = split_loss(self.model, self.Xdev, self.Ydev)
+        self.eval_time += time.perf_counter() - t
+        self.best = min(self.best, (dev, self.step))
+        log.info("step %7d/%d  loss %.4f  dev %.4f  lr %.4g  %.0f steps/s", self.step, self.tc.steps,
+                 losses[-1].item(), dev, self.optimizer.lr_at(self.step - 1, self.tc.steps),
+                 self.step / (time.perf_counter() - t0))
+        return dev
+
+    def summary(self) -> dict:
+        """What the loop measured, for metrics.json (wall_time is the loop, evaluations included)."""
+        wall = self.loop_time
+        return {"steps_done": self.step, "wall_time": wall,
+                "steps_per_sec": self.step / wall if wall > 0 else None,
+                "time_eval": self.eval_time,
+                "best_dev_loss": self.best[0] if self.best[1] >= 0 else None,
+                "best_dev_step": self.best[1] if self.best[1] >= 0 else None}
 
 
 def check_divergence(losses: torch.Tensor, step: int, max_loss: float) -> None:

@@ -1,53 +1,72 @@
 """CharmlpSweeperImpl: the official Optuna sweeper's parts (search-space parsing, trial
 configuration, launcher) driven by a loop that resumes, shares a total budget between
-workers, names trial directories by trial number, and records every trial's metrics."""
+workers, keeps every slot busy, lets running trials be pruned, names trial directories by
+trial number, and records every trial's metrics."""
 import functools
 import logging
 import math
 import signal
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 from hydra.core.utils import JobStatus
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
+from optuna.trial import TrialState
 
 from ..atomic import write_json
 from ..errors import CharmlpError
 from ..results import collect, write_outputs
-from ..rundir import METRIC_KEYS, finite, read_metrics, task_overrides, trial_dirname
+from ..rundir import (METRIC_KEYS, RESULTS_CSV, STUDY_JSON, finite, read_metrics, task_overrides,
+                      trial_dirname)
 from . import budget
 from .liveness import Heartbeat, claim, is_stale
+from .progress import Progress
+from .slots import Job, Slots
 from .storage import default_url, open_storage, redact
 
 log = logging.getLogger(__name__)
 
 
+# What a launcher raises when the process running a trial died (charmlp's parallel launcher;
+# submitit for a Slurm task killed for its time or memory limit): the trial is run again.
+WORKER_DEATHS = ("WorkerDied", "UncompletedJobError")
+
+
 class SweepInterrupted(KeyboardInterrupt):
-    """SIGTERM, turned into an exception so the running batch is recorded before exit."""
+    """SIGTERM, turned into an exception so the running trials are recorded before exit."""
 
 
 class CharmlpSweeperImpl(OptunaSweeperImpl):
-    def __init__(self, *args: Any, heartbeat_interval: float, grace_period: float) -> None:
+    def __init__(self, *args: Any, heartbeat_interval: float, grace_period: float,
+                 timeout_min: float | None = None, max_retries: int = 1, pruner: Any = None,
+                 reseed: Callable[[int], Any] | None = None) -> None:
         super().__init__(*args)
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
+        self.timeout_min, self.max_retries = timeout_min, max_retries
+        self.pruner, self.reseed = pruner, reseed
+        self._composed: set[tuple] = set()  # config-group choices known to compose
 
     # ---- set-up -------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> None:
         self.sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         space, fixed, fixed_overrides = self._search_space(arguments)
         study, total = self._open_study(space)
-        self.sweep_dir.mkdir(parents=True, exist_ok=True)  # after both: bad input makes no dir
-        self._check_dirs(study)  # before study.json: a refused sweep must not repoint the dir
-        write_json(self.sweep_dir / "study.json", {"storage": self.storage, "study_name": study.study_name})
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.sweep_dir / STUDY_JSON, {"storage": self._portable_storage(),
+                                                 "study_name": study.study_name})
+        progress = Progress(total, self.n_jobs, len(study.directions) == 1)
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
-            self._loop(study, total, space, fixed, fixed_overrides)
+            self._loop(study, total, space, fixed, fixed_overrides, progress)
         finally:
             signal.signal(signal.SIGTERM, previous)
             self._write_results()
         self._write_best(study)
+        progress.summary(study, self.sweep_dir / RESULTS_CSV)
 
     def _search_space(self, arguments: list[str]):
         self._process_searchspace_config()
@@ -67,110 +86,231 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
             self.sampler = self.sampler(grid)
             total = min(total, math.prod(len(v) for v in grid.values()))
         self.storage = self.storage or default_url(self.sweep_dir)
+        storage = open_storage(self.storage)
+        # Before creating anything: a refused sweep must leave no new study behind.
+        self._check_dirs(_known_numbers(storage, self.study_name))
         study = optuna.create_study(
-            study_name=self.study_name, storage=open_storage(self.storage), sampler=self.sampler,
+            study_name=self.study_name, storage=storage, sampler=self.sampler, pruner=self.pruner,
             directions=self._get_directions(), load_if_exists=True)
+        self.study_name = study.study_name
+        self._reseed(study)
         log.info("study %s in %s: %d trials already, budget %d", study.study_name, redact(self.storage),
                  len(study.trials), total)
         return study, total
 
-    def _check_dirs(self, study: optuna.Study) -> None:
+    def _reseed(self, study: optuna.Study) -> None:
+        """A resumed study continues its sampler's stream instead of replaying it: the seed
+        is derived from the configured one and the number of trials already there, so a
+        resume explores new points and stays reproducible."""
+        n = len(study.get_trials(deepcopy=False))
+        if n and self.reseed is not None:
+            study.sampler = self.reseed(n)
+
+    def _check_dirs(self, known: set[int]) -> None:
         """Trial dirs the study doesn't know mean another study wrote here: never overwrite."""
-        known = {t.number for t in study.get_trials(deepcopy=False)}
         strangers = sorted(p.name for p in self.sweep_dir.glob("trial_*")
                            if p.name[6:].isdigit() and int(p.name[6:]) not in known)
         if strangers:
             raise CharmlpError(
                 f"{self.sweep_dir} holds {strangers[0]} and {len(strangers) - 1} more trial dirs that "
-                f"study {study.study_name!r} in {self.storage} does not know; fix: use the original "
-                "hydra.sweeper.storage, or a new hydra.sweep.dir / study_name")
+                f"study {self.study_name!r} in {redact(self.storage)} does not know; fix: use the "
+                "original hydra.sweeper.storage, or a new hydra.sweep.dir / study_name")
+
+    def _portable_storage(self) -> str:
+        """The default SQLite file is named relative to the sweep dir, so a moved sweep dir
+        still finds its study."""
+        return "sqlite:///study.db" if self.storage == default_url(self.sweep_dir) else self.storage
 
     # ---- the loop -----------------------------------------------------------------------
-    def _loop(self, study, total, space, fixed, fixed_overrides) -> None:
-        while True:
-            self._recover_stale(study)
-            # Before asking: a resumed study already past the limit stops without new trials.
-            self._check_failures(study, total)
-            trials = self._ask(study, total)
-            if not trials:
-                return
-            overrides = [tuple(o) + (f"hydra.sweep.subdir={trial_dirname(t.number)}",)
-                         for t, o in zip(trials, self._configure_trials(trials, space, fixed, fixed_overrides))]
-            trials, overrides = self._composable(study, trials, overrides)
-            if not trials:
-                continue
-            try:
-                with Heartbeat(study._storage, [t._trial_id for t in trials], self.heartbeat_interval):
-                    returns = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
-            except BaseException:
-                for t in trials:
-                    self._retry(study, t, "interrupted: the sweep was stopped while it ran")
-                raise
-            for t, ov, ret in zip(trials, overrides, returns):
-                self._record(study, t, ov, ret)
-            self._write_results()
+    def _loop(self, study, total, space, fixed, fixed_overrides, progress: Progress) -> None:
+        slots = Slots(self.launcher.launch, self.n_jobs, inline=isinstance(self.launcher, BasicLauncher))
+        progress.slots = slots.n
+        deadline = time.time() + 60 * self.timeout_min if self.timeout_min else math.inf
+        beats: dict[int, Heartbeat] = {}
+        finished = None
+        try:
+            while True:
+                while slots.free() and time.time() < deadline:
+                    job = self._next_trial(study, total, space, fixed, fixed_overrides)
+                    if job is None:
+                        break
+                    if job is not False:
+                        beats[job.trial.number] = Heartbeat(
+                            study._storage, [job.trial._trial_id], self.heartbeat_interval).__enter__()
+                        slots.submit(job.trial, job.overrides)
+                if finished is not None:  # after refilling the slots: no core waits for this
+                    self._report(study, finished, progress)
+                    finished = None
+                if not slots.running:
+                    if time.time() >= deadline:
+                        log.info("hydra.sweeper.timeout_min=%s reached: no new trials", self.timeout_min)
+                    return
+                finished = slots.wait()
+                beats.pop(finished.trial.number).__exit__(None, None, None)
+                finished.outcome = self._record(study, finished)
+        except BaseException:
+            for job in list(slots.running.values()):
+                self._retry(study, job.trial, "interrupted: the sweep was stopped while it ran")
+            getattr(self.launcher, "shutdown", lambda: None)()
+            raise
+        finally:
+            for beat in beats.values():
+                beat.__exit__(None, None, None)
 
-    def _composable(self, study, trials, overrides):
-        """Trials whose config composes. One that doesn't (e.g. choice(mlp, nope) over a config
-        group) fails here with the reason; inside the launcher it would abort the whole batch,
-        and its retry would abort the next run the same way."""
-        keep = []
-        for t, ov in zip(trials, overrides):
-            try:
-                self.hydra_context.config_loader.load_sweep_config(self.config, list(ov))
-            except Exception as e:
-                reason = f"config error: {' '.join(str(e).split('Config search path')[0].split())}"
-                t.set_user_attr("overrides", task_overrides(ov))
-                t.set_user_attr("fail_reason", reason)
-                self._tell(study, t, optuna.trial.TrialState.FAIL, None)
-                log.warning("trial %d failed: %s", t.number, reason)
-            else:
-                keep.append((t, ov))
-        return [t for t, _ in keep], [ov for _, ov in keep]
+    def _report(self, study, job: Job, progress: Progress) -> None:
+        """results.csv rewritten and the trial's progress line, once it is recorded."""
+        t = time.perf_counter()
+        self._write_results()
+        progress.overhead.results += time.perf_counter() - t
+        state, values = job.outcome
+        progress.trial_done(study, job.trial.number, state, values, job.seconds,
+                            read_metrics(self.sweep_dir / trial_dirname(job.trial.number))[0])
 
-    def _ask(self, study: optuna.Study, total: int) -> list[optuna.Trial]:
-        trials = []
-        free = total - budget.used(study.get_trials(deepcopy=False))
-        for _ in range(min(self.n_jobs, free)):
-            t = study.ask()
-            if not budget.within_budget(study.get_trials(deepcopy=False), t.number, total):
-                budget.fail_uncounted(study, t._trial_id, "over budget: other workers took the last trials")
-                break
-            claim(t)
-            trials.append(t)
-        return trials
+    def _next_trial(self, study, total, space, fixed, fixed_overrides) -> Job | None | bool:
+        """The next trial with its overrides; None when the budget is spent; False when the
+        trial asked for failed at once (its config does not compose)."""
+        self._recover_stale(study)
+        # Before asking: a resumed study already past the limit stops without new trials.
+        self._check_failures(study, total)
+        trial = self._ask(study, total)
+        if trial is None:
+            return None
+        try:
+            overrides = self._configure_trials([trial], space, fixed, fixed_overrides)[0]
+        except Exception as e:  # a sampler or search-space extension that fails: one line, no RUNNING trial
+            budget.fail_uncounted(study, trial._trial_id, f"sampler error: {e}")
+            raise CharmlpError(f"the sampler failed to propose trial {trial.number} "
+                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                               "fix: hydra/sweeper/sampler=... or its package, or the search space") from None
+        overrides = tuple(overrides) + (f"hydra.sweep.subdir={trial_dirname(trial.number)}",)
+        return Job(trial, overrides) if self._composable(study, trial, overrides) else False
+
+    def _composable(self, study, trial, overrides) -> bool:
+        """Whether the trial's config composes. One that doesn't (e.g. choice(mlp, nope) over a
+        config group) fails here with the reason; inside the launcher it would take its slot
+        down, and its retry the next run the same way. Overrides of existing plain values
+        (model.n_embd=24) cannot change whether a config composes, so each distinct set of the
+        other overrides (config-group choices, new keys) is composed once."""
+        groups = tuple(o for o in overrides if not self._plain_value(o))
+        if groups in self._composed:
+            return True
+        try:
+            self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            self._composed.add(groups)
+            return True
+        except Exception as e:
+            reason = f"config error: {' '.join(str(e).split('Config search path')[0].split())}"
+            trial.set_user_attr("overrides", task_overrides(overrides))
+            trial.set_user_attr("fail_reason", reason)
+            self._tell(study, trial, TrialState.FAIL, None)
+            log.warning("trial %d failed: %s", trial.number, reason)
+            return False
+
+    def _plain_value(self, override: str) -> bool:
+        key = override.split("=", 1)[0]
+        if key.startswith(("+", "~", "hydra")):
+            return False
+        node = OmegaConf.select(self.config, key, default=None, throw_on_missing=False)
+        return isinstance(node, (int, float, str, bool))
+
+    def _ask(self, study: optuna.Study, total: int) -> optuna.Trial | None:
+        if total - budget.used(study.get_trials(deepcopy=False)) <= 0:
+            return None
+        try:
+            trial = study.ask()
+        except Exception as e:
+            raise CharmlpError(f"the sampler failed ({type(e).__name__}: {e}); "
+                               "fix: hydra/sweeper/sampler=... or install its package") from None
+        if not budget.within_budget(study.get_trials(deepcopy=False), trial.number, total):
+            budget.fail_uncounted(study, trial._trial_id, "over budget: other workers took the last trials")
+            return None
+        claim(trial)
+        _inherit_grid_id(study, trial)
+        return trial
 
     def _recover_stale(self, study: optuna.Study) -> None:
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if is_stale(t, self.grace_period):
-                self._retry(study, t, "interrupted: its worker died")
+                self._worker_died(study, t, "its worker died")
 
-    def _retry(self, study: optuna.Study, t, reason: str) -> None:
+    def _worker_died(self, study: optuna.Study, t, reason: str) -> None:
+        """Run the trial again, at most hydra.sweeper.max_retries times; then it is FAIL."""
+        retries = int(t.user_attrs.get("retries", 0))
+        if retries < self.max_retries:
+            self._retry(study, t, f"interrupted: {reason}", retries + 1)
+            return
+        why = (f"{reason}, and so did its {retries} retries (hydra.sweeper.max_retries="
+               f"{self.max_retries})" if retries else f"{reason} (hydra.sweeper.max_retries=0)")
+        self._fail(study, t, why)
+
+    def _retry(self, study: optuna.Study, t, reason: str, retries: int | None = None) -> None:
         """Fail an interrupted trial without spending budget, and queue its params again."""
+        retries = int(t.user_attrs.get("retries", 0)) if retries is None else retries
         if budget.fail_uncounted(study, t._trial_id, reason):
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, "retries": retries},
+                                skip_if_exists=False)
             log.warning("trial %d %s; queued again", t.number, reason)
 
-    def _record(self, study: optuna.Study, trial: optuna.Trial, overrides, ret) -> None:
+    def _record(self, study: optuna.Study, job: Job) -> tuple[str, list | None]:
+        """Tell the study how the job ended; return (state name, values)."""
+        trial = job.trial
+        try:
+            self._record_attrs(trial, job)
+            if job.error is not None:  # the launcher failed: the worker died, or the job's set-up
+                reason = f"{type(job.error).__name__}: {_first_line(job.error)}"
+                if type(job.error).__name__ not in WORKER_DEATHS:
+                    self._fail(study, trial, reason)
+                    return "FAIL", None
+                self._worker_died(study, trial, reason)
+                return "RETRIED" if self._was_requeued(study, trial) else "FAIL", None
+            ret = job.result
+            if ret.status == JobStatus.COMPLETED:
+                values = self._values(ret._return_value)
+                if isinstance(values, list):
+                    self._tell(study, trial, TrialState.COMPLETE, values)
+                    return "COMPLETE", values
+                self._fail(study, trial, values)
+                return "FAIL", None
+            if isinstance(ret._return_value, optuna.TrialPruned):
+                self._tell(study, trial, TrialState.PRUNED, None)
+                last = study._storage.get_trial(trial._trial_id).value
+                return "PRUNED", [last] if last is not None else None
+            self._fail(study, trial, f"{type(ret._return_value).__name__}: {_first_line(ret._return_value)}")
+            return "FAIL", None
+        except optuna.exceptions.UpdateFinishedTrialError:
+            log.warning("trial %d was already finished by another worker; going on", trial.number)
+            return "FINISHED ELSEWHERE", None
+
+    def _record_attrs(self, trial, job: Job) -> None:
         out = self.sweep_dir / trial_dirname(trial.number)
-        trial.set_user_attr("output_dir", str(out))
-        trial.set_user_attr("overrides", task_overrides(overrides))
+        trial.set_user_attr("output_dir", trial_dirname(trial.number))  # relative: dirs can move
+        trial.set_user_attr("overrides", task_overrides(job.overrides))
+        trial.set_user_attr("duration_s", job.seconds)
         metrics, _ = read_metrics(out)
         for key in METRIC_KEYS:
             if isinstance(metrics.get(key), (int, float)):
                 trial.set_user_attr(key, metrics[key])
-        if ret.status == JobStatus.COMPLETED:
-            value = finite(ret._return_value)
-            if value is not None:
-                self._tell(study, trial, optuna.trial.TrialState.COMPLETE, [value])
-                return
-            reason = f"objective returned {ret._return_value!r}, not a finite number"
-        else:
-            err = ret._return_value
-            reason = f"{type(err).__name__}: {err}".splitlines()[0]
+
+    def _values(self, ret) -> list[float] | str:
+        """The objective's values, one per direction, or why they are not usable."""
+        n = len(self._get_directions())
+        raw = list(ret) if isinstance(ret, (list, tuple, ListConfig)) else [ret]
+        if len(raw) != n:
+            return (f"objective returned {len(raw)} value(s) {ret!r}, the study has {n} "
+                    "direction(s); fix: optimized_metric and hydra.sweeper.direction must match")
+        values = [finite(v) for v in raw]
+        if any(v is None for v in values):
+            return f"objective returned {ret!r}, not finite numbers"
+        return values
+
+    def _fail(self, study, trial, reason: str) -> None:
         trial.set_user_attr("fail_reason", reason)
-        self._tell(study, trial, optuna.trial.TrialState.FAIL, None)
+        self._tell(study, trial, TrialState.FAIL, None)
         log.warning("trial %d failed: %s", trial.number, reason)
+
+    @staticmethod
+    def _was_requeued(study, trial) -> bool:
+        return bool(study._storage.get_trial(trial._trial_id).user_attrs.get(budget.NOT_COUNTED))
 
     @staticmethod
     def _tell(study, trial, state, values) -> None:
@@ -187,7 +327,7 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
                 f"sweep stopped: {len(fails)} of {total} trials failed, more than "
                 f"hydra.sweeper.max_failure_rate={self.max_failure_rate} allows (last: "
                 f"{fails[-1].user_attrs.get('fail_reason', '?')}); fix: see fail_reason in "
-                f"{self.sweep_dir / 'results.csv'}, fix the cause, then resume with a higher "
+                f"{self.sweep_dir / RESULTS_CSV}, fix the cause, then resume with a higher "
                 "hydra.sweeper.max_failure_rate= (failed trials stay in the study)")
 
     # ---- outputs ------------------------------------------------------------------------
@@ -198,14 +338,44 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
             log.warning("could not write results.csv: %s", e)
 
     def _write_best(self, study: optuna.Study) -> None:
-        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if not done or len(self._get_directions()) > 1:
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not done:
             return
-        best = study.best_trial
-        log.info("best trial %d: value %.4f, params %s", best.number, best.value, best.params)
-        OmegaConf.save(OmegaConf.create({"name": "optuna", "best_params": best.params,
-                                         "best_value": best.value}),
-                       self.sweep_dir / "optimization_results.yaml")
+        if len(study.directions) > 1:
+            solutions = [{"params": t.params, "values": t.values} for t in study.best_trials]
+            result = {"name": "optuna", "solutions": solutions}
+        else:
+            best = study.best_trial
+            result = {"name": "optuna", "best_params": best.params, "best_value": best.value}
+        OmegaConf.save(OmegaConf.create(result), self.sweep_dir / "optimization_results.yaml")
+
+
+def _inherit_grid_id(study: optuna.Study, trial: optuna.Trial) -> None:
+    """A retried grid point keeps its grid id: GridSampler gives enqueued trials none, and
+    then fails (KeyError 'grid_id') when told about them near the end of the grid."""
+    retry_of = trial.user_attrs.get("retry_of")
+    if retry_of is None or not isinstance(study.sampler, optuna.samplers.GridSampler):
+        return
+    storage = study._storage
+    original = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, retry_of))
+    if "grid_id" in original.system_attrs:
+        for key in ("grid_id", "search_space"):
+            storage.set_trial_system_attr(trial._trial_id, key, original.system_attrs[key])
+
+
+def _known_numbers(storage, study_name: str | None) -> set[int]:
+    """Trial numbers of the named study, or none when it does not exist yet."""
+    if study_name is None:
+        return set()
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return set()
+    return {t.number for t in study.get_trials(deepcopy=False)}
+
+
+def _first_line(err) -> str:
+    return str(err).splitlines()[0] if str(err) else "no detail"
 
 
 def _raise_interrupt(signum, frame):

@@ -24,15 +24,16 @@ class CharmlpSweeper(OptunaSweeper):
     def __init__(self, sampler: Any, direction: Any, storage: str | None, study_name: str | None,
                  n_trials: int, n_jobs: int, max_failure_rate: float,
                  custom_search_space: str | None, params: DictConfig | None,
-                 heartbeat_interval: float = 30.0, grace_period: float = 120.0) -> None:
+                 heartbeat_interval: float = 30.0, grace_period: float = 120.0,
+                 timeout_min: float | None = None, max_retries: int = 1, pruner: Any = None) -> None:
         from .impl import CharmlpSweeperImpl
 
-        sampler = instantiate(sampler, _execution_whitelist_=(
-            "hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*"))
         self.sweeper = CharmlpSweeperImpl(
-            sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate,
+            _sampler(sampler), direction, storage, study_name, n_trials, n_jobs, max_failure_rate,
             custom_search_space, params, heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period)
+            grace_period=grace_period, timeout_min=timeout_min, max_retries=max_retries,
+            pruner=instantiate(pruner, _execution_whitelist_=("optuna.pruners.*",)) if pruner else None,
+            reseed=_reseeder(sampler))
 
     def sweep(self, arguments: list[str]) -> Any:
         try:
@@ -46,6 +47,7 @@ class CharmlpSweeper(OptunaSweeper):
             raise SystemExit(128 + (15 if name == "SIGTERM" else 2)) from None
 
 
+<<<<<<< HEAD
 def app_name() -> str:
     """The command that runs this sweep (charmlp-train, or any Hydra app using
     hydra/sweeper=charmlp), for its messages: argv[0], else Hydra's job name."""
@@ -54,6 +56,24 @@ def app_name() -> str:
         from hydra.core.hydra_config import HydraConfig
         name = HydraConfig.get().job.name if HydraConfig.initialized() else "hydra"
     return name
+=======
+SAMPLERS = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
+
+
+def _sampler(cfg: Any, **kwargs: Any) -> Any:
+    return instantiate(cfg, _execution_whitelist_=SAMPLERS, **kwargs)
+
+
+def _reseeder(cfg: Any):
+    """A factory for the sampler with a seed derived from the configured one and the number
+    of trials the study already holds (None when the sampler has no seed): a resumed sweep
+    continues the sampler's stream instead of replaying its first points."""
+    seed = cfg.get("seed") if isinstance(cfg, DictConfig) else None
+    if seed is None:
+        return None
+    import numpy as np
+    return lambda n: _sampler(cfg, seed=int(np.random.SeedSequence([int(seed), n]).generate_state(1)[0]))
+>>>>>>> main
 
 
 __all__ = ["CharmlpSweeper", "SweepError", "Sweeper", "HydraContext", "TaskFunction"]
