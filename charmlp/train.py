@@ -12,11 +12,8 @@ from omegaconf import DictConfig
 
 from .configs import conf_dir
 from .errors import CharmlpError
-<<<<<<< HEAD
 from .rundir import LOG
-=======
 from .sweep.reporting import TrialReporter
->>>>>>> main
 from .trainer import train
 
 log = logging.getLogger(__name__)
@@ -66,7 +63,6 @@ def run(cfg: DictConfig) -> float:
         sys.exit(2)
 
 
-<<<<<<< HEAD
 def remove_if_empty(run_dir: Path) -> str:
     """A run that failed before training holds only what Hydra wrote (.hydra/, train.log):
     remove it, so failed attempts leave no run dirs behind. Returns the note for the error."""
@@ -74,7 +70,8 @@ def remove_if_empty(run_dir: Path) -> str:
         return ""
     shutil.rmtree(run_dir, ignore_errors=True)
     return f" (nothing was trained: removed its run dir {run_dir})"
-=======
+
+
 def label_log_lines(label: str) -> None:
     """Prefix this job's log lines with its trial, so parallel trials' lines can be told apart."""
     def add_label(record: logging.LogRecord) -> bool:
@@ -83,7 +80,6 @@ def label_log_lines(label: str) -> None:
         return True
     for handler in logging.getLogger().handlers:  # Hydra sets these up afresh for each job
         handler.addFilter(add_label)
->>>>>>> main
 
 
 if __name__ == "__main__":

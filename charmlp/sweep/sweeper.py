@@ -47,7 +47,6 @@ class CharmlpSweeper(OptunaSweeper):
             raise SystemExit(128 + (15 if name == "SIGTERM" else 2)) from None
 
 
-<<<<<<< HEAD
 def app_name() -> str:
     """The command that runs this sweep (charmlp-train, or any Hydra app using
     hydra/sweeper=charmlp), for its messages: argv[0], else Hydra's job name."""
@@ -56,7 +55,8 @@ def app_name() -> str:
         from hydra.core.hydra_config import HydraConfig
         name = HydraConfig.get().job.name if HydraConfig.initialized() else "hydra"
     return name
-=======
+
+
 SAMPLERS = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
 
 
@@ -73,7 +73,6 @@ def _reseeder(cfg: Any):
         return None
     import numpy as np
     return lambda n: _sampler(cfg, seed=int(np.random.SeedSequence([int(seed), n]).generate_state(1)[0]))
->>>>>>> main
 
 
 __all__ = ["CharmlpSweeper", "SweepError", "Sweeper", "HydraContext", "TaskFunction"]
