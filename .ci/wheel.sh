@@ -13,7 +13,11 @@ unset PYTHONPATH  # the code under test is the installed wheel, nothing else
 
 step() { echo "wheel.sh: $*"; }
 step "building the wheel"
-python3 -m pip wheel -q --no-deps -w "$work/dist" "$repo"
+# From a copy: an in-tree build leaves build/ and charmlp.egg-info/ in the repo, and that
+# egg-info would shadow the installed package's metadata (its entry points) for code run there.
+mkdir "$work/src"
+cp -a "$repo"/{pyproject.toml,setup.py,MANIFEST.in,README.md,charmlp,hydra_plugins,conf,sweeps} "$work/src/"
+python3 -m pip wheel -q --no-deps -w "$work/dist" "$work/src"
 wheel=$(ls "$work"/dist/charmlp-*.whl)
 python3 - "$wheel" <<'EOF'
 import sys, zipfile
