@@ -37,13 +37,18 @@ def sweep(names_file, sweep_dir, *extra, timeout=600):
                    f"hydra.sweep.dir={sweep_dir}", *extra, cwd=sweep_dir.parent, timeout=timeout)
 
 
+def slurm_jobs(sweep_dir) -> list[str]:
+    """The ids of the jobs submitit sent: one folder each under .submitit/."""
+    return sorted(p.name for p in (sweep_dir / ".submitit").iterdir() if p.name.isdigit())
+
+
 def test_a_sweep_runs_each_trial_as_a_slurm_job(names_file, tmp_path):
     d = tmp_path / "sweep"
     r = sweep(names_file, d, *TINY, "hydra.sweeper.n_trials=2", "hydra.launcher.timeout_min=5")
     assert r.returncode == 0, r.stderr[-3000:]
     df = pd.read_csv(d / "results.csv")
     assert list(df.state) == ["COMPLETE", "COMPLETE"]
-    jobs = sorted(p.name for p in (d / ".submitit").iterdir())
+    jobs = slurm_jobs(d)
     assert len(jobs) == 2  # one Slurm job per trial, each with its submitit log
     for job in jobs:
         state = subprocess.run(["sacct", "-n", "-X", "-j", job, "-o", "State"], capture_output=True,
@@ -69,7 +74,6 @@ def test_a_trial_past_its_time_limit_is_retried_then_fails_and_the_sweep_goes_on
     first, retry = long.index
     assert "interrupted" in long.loc[first, "fail_reason"]
     assert "UncompletedJobError" in long.loc[retry, "fail_reason"] and "retries" in long.loc[retry, "fail_reason"]
-    states = subprocess.run(["sacct", "-n", "-X", "-o", "State", "-j",
-                             ",".join(p.name for p in (d / ".submitit").iterdir())],
+    states = subprocess.run(["sacct", "-n", "-X", "-o", "State", "-j", ",".join(slurm_jobs(d))],
                             capture_output=True, text=True).stdout.split()
     assert states.count("TIMEOUT") == 2 and states.count("COMPLETED") == 1, states
