@@ -1,5 +1,6 @@
 """hydra/launcher=slurm on a real one-node Slurm cluster (.ci/slurm.sh starts one, partition
 `ci`). Skipped, with the reason, when sinfo can't reach a cluster."""
+import json
 import shutil
 import subprocess
 
@@ -42,24 +43,11 @@ def slurm_jobs(sweep_dir) -> list[str]:
     return sorted(p.name for p in (sweep_dir / ".submitit").iterdir() if p.name.isdigit())
 
 
-def test_a_sweep_runs_each_trial_as_a_slurm_job(names_file, tmp_path):
-    d = tmp_path / "sweep"
-    r = sweep(names_file, d, *TINY, "hydra.sweeper.n_trials=2", "hydra.launcher.timeout_min=5")
-    assert r.returncode == 0, r.stderr[-3000:]
-    df = pd.read_csv(d / "results.csv")
-    assert list(df.state) == ["COMPLETE", "COMPLETE"]
-    jobs = slurm_jobs(d)
-    assert len(jobs) == 2  # one Slurm job per trial, each with its submitit log
-    for job in jobs:
-        state = subprocess.run(["sacct", "-n", "-X", "-j", job, "-o", "State"], capture_output=True,
-                               text=True).stdout.split()
-        assert state == ["COMPLETED"], (job, state)
-
-
-def test_a_trial_past_its_time_limit_is_retried_then_fails_and_the_sweep_goes_on(names_file, tmp_path):
-    """Slurm's shortest limit is 1 minute: a grid of a 300-step trial and one that would train
-    for hours. The long one is killed at its limit, run again once (max_retries=1), killed again,
-    and is FAIL with its reason; the short one completes and the driver exits normally."""
+def test_trials_run_as_slurm_jobs_and_one_past_its_time_limit_is_retried_then_fails(names_file, tmp_path):
+    """One tiny sweep (the slowest test here, so only one): a grid of a 300-step trial and one
+    that would train for hours, each its own Slurm job, 1 minute limit (Slurm's shortest). The
+    short one completes; the long one is killed at its limit, run again once (max_retries=1),
+    killed again, and is FAIL with its reason; the driver goes on and exits normally."""
     d = tmp_path / "sweep"
     r = sweep(names_file, d, "hydra.launcher.timeout_min=1", "hydra/sweeper/sampler=grid",
               "trainer.steps=choice(300,100000000)", "trainer.eval_interval=100",
@@ -77,3 +65,5 @@ def test_a_trial_past_its_time_limit_is_retried_then_fails_and_the_sweep_goes_on
     states = subprocess.run(["sacct", "-n", "-X", "-o", "State", "-j", ",".join(slurm_jobs(d))],
                             capture_output=True, text=True).stdout.split()
     assert states.count("TIMEOUT") == 2 and states.count("COMPLETED") == 1, states
+    trial = d / f"trial_{short.index[0]:04d}"
+    assert json.loads((trial / "metrics.json").read_text())["status"] == "completed"
