@@ -100,6 +100,7 @@ class Splits:
     words: dict[str, list[str]]  # split name -> names
     X: dict[str, torch.Tensor]   # split name -> (N, block_size) int64 contexts
     Y: dict[str, torch.Tensor]   # split name -> (N,) int64 next characters
+    sha256: str = ""             # of the data file: reruns check they read the same data
 
 
 def split_words(names: list[str], fractions: tuple[float, float, float], seed: int) -> dict[str, list[str]]:
@@ -158,4 +159,4 @@ def _build_splits(file: Path, block_size: int, splits: tuple, split_seed: int) -
         X[k], Y[k] = build_examples(ws, vocab, block_size)
     log.info("data %s: %d names, vocab %d, examples %s", file, len(names), len(vocab),
              {k: len(v) for k, v in Y.items()})
-    return Splits(vocab, block_size, words, X, Y)
+    return Splits(vocab, block_size, words, X, Y, sha256(file))

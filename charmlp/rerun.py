@@ -25,9 +25,33 @@ def best_run_dir(sweep_dir: Path) -> Path:
 
 
 def rerun_argv(run_dir: Path, out_dir: Path, overrides: list[str], test: bool) -> list[str]:
+    # hydra.mode=RUN: a trial's saved config came from a sweep preset that may say MULTIRUN.
     argv = ["--config-dir", str(saved_config_dir(run_dir)), "--config-name", "config",
-            f"hydra.run.dir={out_dir}"]
-    return argv + (["report_test=true"] if test else []) + overrides
+            f"hydra.run.dir={out_dir}", "hydra.mode=RUN"]
+    return argv + pinned(run_dir) + (["report_test=true"] if test else []) + overrides
+
+
+def pinned(run_dir: Path) -> list[str]:
+    """The engine and device that actually ran (an `auto` config may pick others on this
+    machine, or after an upgrade); overrides given to the rerun come later and win."""
+    metrics, _ = read_metrics(run_dir)
+    return [f"trainer.{key}={metrics[key]}" for key in ("engine", "device") if metrics.get(key)]
+
+
+def split_args(positionals: list[str]) -> tuple[str, list[str]]:
+    """The path is the first argument that is not a Hydra override (key=value, ~key)."""
+    for i, arg in enumerate(positionals):
+        if "=" not in arg and not arg.startswith("~"):
+            return arg, positionals[:i] + positionals[i + 1:]
+    raise CharmlpError("no run, trial or sweep directory given; fix: charmlp-rerun PATH [overrides]")
+
+
+def data_warning(old: dict, new: dict) -> str | None:
+    was, now = old.get("data_sha256"), new.get("data_sha256")
+    if was and now and was != now:
+        return (f"charmlp-rerun: warning: the data file differs from the original run's "
+                f"(sha256 {now[:12]}... now, {was[:12]}... then): the losses are not comparable")
+    return None
 
 
 def original_cwd(run_dir: Path) -> str | None:
@@ -43,19 +67,21 @@ def original_cwd(run_dir: Path) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="charmlp-rerun", description=__doc__)
-    ap.add_argument("path", help="a run/trial directory, or a sweep directory with --best")
-    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides on top, e.g. trainer.steps=1000")
+    ap.add_argument("args", nargs="*", metavar="PATH [overrides]",
+                    help="a run/trial directory (or a sweep directory with --best), and extra "
+                         "Hydra overrides on top, e.g. trainer.steps=1000, in any order with the options")
     ap.add_argument("--best", action="store_true", help="rerun the best trial of the sweep at PATH")
     ap.add_argument("--test", action="store_true", help="also report the test split's loss")
     ap.add_argument("--out", help="new run directory (default outputs/reruns/<name>_<time>)")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     try:
-        path = Path(args.path).resolve()
+        arg_path, overrides = split_args(args.args)
+        path = Path(arg_path).resolve()
         if not path.is_dir():
-            raise CharmlpError(f"{args.path} is not a directory; fix: pass a run, trial or sweep directory")
+            raise CharmlpError(f"{arg_path} is not a directory; fix: pass a run, trial or sweep directory")
         run_dir = best_run_dir(path) if args.best else path
         out = Path(args.out or f"outputs/reruns/{run_dir.name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}").resolve()
-        hydra_argv = rerun_argv(run_dir, out, args.overrides, args.test)
+        hydra_argv = rerun_argv(run_dir, out, overrides, args.test)
     except CharmlpError as e:
         print(f"charmlp-rerun: error: {e}", file=sys.stderr)
         return 2
@@ -70,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("train_loss", "dev_loss", "test_loss"):
         if key in new:
             print(f"  {key:<10} {new[key]:.6f}   (original: {old.get(key, float('nan')):.6f})")
+    warning = data_warning(old, new)
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
 
 

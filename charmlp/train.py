@@ -1,5 +1,7 @@
 """charmlp-train: one training run (or a Hydra multirun) composed from conf/."""
 import logging
+import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -8,12 +10,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from .configs import conf_dir
 from .errors import CharmlpError
+from .rundir import LOG
 from .sweep.reporting import TrialReporter
 from .trainer import train
 
 log = logging.getLogger(__name__)
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+CONF_DIR = conf_dir()
 
 
 def objective(metrics: dict, key) -> float | list[float]:
@@ -26,8 +30,24 @@ def objective(metrics: dict, key) -> float | list[float]:
     return float(metrics[key])
 
 
+def main() -> None:
+    """charmlp-train's console entry: `+sweep=NAME` means a sweep, with or without -m."""
+    sys.argv[1:] = with_multirun(sys.argv[1:])
+    run()
+
+
+def with_multirun(args: list[str]) -> list[str]:
+    """Add -m when a sweep preset is chosen and the user asked for no other mode. (The presets
+    also say hydra.mode: MULTIRUN, but Hydra honours that only in a primary config.)"""
+    other_modes = {"-m", "--multirun", "-r", "--run", "-c", "--cfg", "-i", "--info", "-h", "--help",
+                   "--hydra-help", "-sc", "--shell-completion"}
+    if any(re.match(r"\+{0,2}sweep=", a) for a in args) and not other_modes.intersection(args):
+        return ["-m", *args]
+    return args
+
+
 @hydra.main(config_path=CONF_DIR, config_name="train")
-def main(cfg: DictConfig) -> float:
+def run(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     reporter = None
     if hc.mode == RunMode.MULTIRUN:
@@ -39,8 +59,17 @@ def main(cfg: DictConfig) -> float:
     except CharmlpError as e:
         if hc.mode == RunMode.MULTIRUN:
             raise  # the sweeper records the trial as failed, with this message
-        log.error("%s", e)
+        log.error("%s%s", e, remove_if_empty(Path(hc.runtime.output_dir)))
         sys.exit(2)
+
+
+def remove_if_empty(run_dir: Path) -> str:
+    """A run that failed before training holds only what Hydra wrote (.hydra/, train.log):
+    remove it, so failed attempts leave no run dirs behind. Returns the note for the error."""
+    if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - {".hydra", LOG}:
+        return ""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return f" (nothing was trained: removed its run dir {run_dir})"
 
 
 def label_log_lines(label: str) -> None:

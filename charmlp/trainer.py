@@ -117,7 +117,7 @@ def train(cfg: DictConfig, out_dir: str | Path,
     metrics = {"status": "running", "engine": engine.name, "device": str(device),
                "threads": tc.threads, "num_params": model.num_params(), "vocab_size": V,
                "uniform_loss": uniform_loss(V), "steps": tc.steps, "batch_size": tc.batch_size,
-               "started_at": started_at}
+               "started_at": started_at, "data_sha256": data.sha256}
     log.info("model %d params, engine %s on %s, %d steps", metrics["num_params"], engine.name,
              device, tc.steps)
     run = Run(tc, model, optimizer, engine, data.X["dev"].to(device), data.Y["dev"].to(device), on_eval)

@@ -1,5 +1,6 @@
 """The Hydra plugin entry point. Importing this stays cheap (Hydra scans plugins at every
 start-up): the Optuna-backed implementation loads only when a sweep actually runs."""
+import os
 import sys
 from typing import Any
 
@@ -38,12 +39,22 @@ class CharmlpSweeper(OptunaSweeper):
         try:
             return self.sweeper.sweep(arguments)
         except CharmlpError as e:
-            raise SweepError(f"charmlp-train: error: {' '.join(str(e).splitlines())}") from None
+            raise SweepError(f"{app_name()}: error: {' '.join(str(e).splitlines())}") from None
         except KeyboardInterrupt as e:  # SIGTERM (SweepInterrupted) or Ctrl-C: batch recorded
             name = str(e) or "SIGINT"
-            print(f"charmlp-train: sweep stopped by {name}: the running trials are marked interrupted "
+            print(f"{app_name()}: sweep stopped by {name}: the running trials are marked interrupted "
                   "and queued again; fix: rerun the same command to resume", file=sys.stderr)
             raise SystemExit(128 + (15 if name == "SIGTERM" else 2)) from None
+
+
+def app_name() -> str:
+    """The command that runs this sweep (charmlp-train, or any Hydra app using
+    hydra/sweeper=charmlp), for its messages: argv[0], else Hydra's job name."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] not in ("", "-c") else ""
+    if not name:
+        from hydra.core.hydra_config import HydraConfig
+        name = HydraConfig.get().job.name if HydraConfig.initialized() else "hydra"
+    return name
 
 
 SAMPLERS = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
