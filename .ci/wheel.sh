@@ -16,7 +16,7 @@ step "building the wheel"
 # From a copy: an in-tree build leaves build/ and charmlp.egg-info/ in the repo, and that
 # egg-info would shadow the installed package's metadata (its entry points) for code run there.
 mkdir "$work/src"
-cp -a "$repo"/{pyproject.toml,setup.py,MANIFEST.in,README.md,charmlp,hydra_plugins,conf,sweeps} "$work/src/"
+cp -a "$repo"/{pyproject.toml,setup.py,MANIFEST.in,README.md,charmlp,conf,sweeps} "$work/src/"
 python3 -m pip wheel -q --no-deps -w "$work/dist" "$work/src"
 wheel=$(ls "$work"/dist/charmlp-*.whl)
 python3 - "$wheel" <<'EOF'
@@ -24,7 +24,7 @@ import sys, zipfile
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
 need = ["charmlp/conf/train.yaml", "charmlp/conf/sweep/smoke.yaml",
         "charmlp/conf/hydra/sweeper/charmlp.yaml", "charmlp/conf/hydra/launcher/slurm.yaml",
-        "hydra_plugins/charmlp_sweeper/searchpath.py"]
+        "charmlp/conf/hydra/sweeper/pruner/successive_halving.yaml"]
 missing = [n for n in need if n not in names]
 sys.exit(f"wheel.sh: the wheel lacks {missing}" if missing else 0)
 EOF

@@ -1,5 +1,5 @@
 """hydra/sweeper=charmlp in a Hydra app that is not charmlp-train: installing charmlp is enough
-(hydra_plugins/charmlp_sweeper adds charmlp's configs to every app's search path)."""
+(charmlp.configs' search-path plugin, an entry point, adds charmlp's configs to every app's search path)."""
 import csv
 import sys
 from pathlib import Path
