@@ -702,13 +702,13 @@ int charmlp_run(Net *n, int64_t steps, const int64_t *X, const int64_t *Y, const
 /* The summed cross-entropy of N examples X (N, T), Y (N) in evaluation mode (BatchNorm's
  * running statistics), for full-split evaluations. The first layer is a table lookup:
  * per position t, P_t = C @ W1_t (V, Hp) once, then hpre[b] = sum_t P_t[X[b, t]].
- * Returns the sum (double), or NAN when the workspace cannot be allocated. */
-double charmlp_eval(const Net *n, int64_t N, const int64_t *X, const int64_t *Y) {
+ * Writes the sum to *sum and returns 0, or -1 when the workspace cannot be allocated. */
+int charmlp_eval(const Net *n, int64_t N, const int64_t *X, const int64_t *Y, double *sum) {
     const int64_t V = n->V, E = n->E, T = n->T, H = n->H, F = T * E, Hp = round_up(H);
     const int64_t RB = 64;  /* rows per block: its activations stay in L1/L2 */
     int64_t total = padded_size(n, Hp) + T * V * Hp + 3 * Hp + RB * (Hp + 2 * V + F) + V + 112;
     float *block = aligned_alloc(64, sizeof(float) * ((total + 15) & ~(int64_t)15));
-    if (!block) return NAN;
+    if (!block) return -1;
     float *cur = block;
     Net m;
     padded_view(n, &m, Hp, &cur, 0);
@@ -750,5 +750,6 @@ double charmlp_eval(const Net *n, int64_t N, const int64_t *X, const int64_t *Y)
         }
     }
     free(block);
-    return total_loss;
+    *sum = total_loss;
+    return 0;
 }
