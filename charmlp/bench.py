@@ -59,9 +59,9 @@ def vector_isa() -> str:
     return {16: "AVX-512 (16 lanes)", 8: "AVX2-width vectors (8 lanes)"}.get(lanes, f"{lanes} lanes")
 
 
-def naive_flops(cfg: str, vocab: int) -> int:
+def naive_flops(shape: tuple[int, int, int, int], vocab: int) -> int:
     """Multiply-add flops of a step's plain matmuls, forward and backward: 6*B*(T*E*H + H*V)."""
-    T, E, H, B = CONFIGS[cfg]
+    T, E, H, B = shape
     return 6 * B * (T * E * H + H * vocab)
 
 
@@ -105,19 +105,20 @@ class Datasets(dict):
         return self[block_size]
 
 
-def round_steps(cfg: str, steps: int) -> int:
+def round_steps(shape: tuple[int, int, int, int], steps: int) -> int:
     """Steps per engine per round: `steps` at the reference size, fewer (by flops, >= 200)
     at larger ones, so that every config takes about as long."""
-    base = naive_flops("emb10/hid200", 27)
-    return max(200, round(steps * base / naive_flops(cfg, 27), -2))
+    base = naive_flops(CONFIGS["emb10/hid200"], 27)
+    return max(200, round(steps * base / naive_flops(shape, 27), -2))
 
 
-def speed_rows(datasets, names: list[str], rounds: int, steps: int) -> tuple[float, list[dict]]:
+def speed_rows(datasets, configs: dict, names: list[str], rounds: int,
+               steps: int) -> tuple[float, list[dict]]:
     """(median peak GFLOP/s, one row per engine and config). Each round runs every engine
     and the peak kernel, in an order that rotates."""
     rows, peaks = [], []
-    for cfg, (T, E, H, B) in CONFIGS.items():
-        data, n = datasets[T], round_steps(cfg, steps)
+    for cfg, (T, E, H, B) in configs.items():
+        data, n = datasets[T], round_steps((T, E, H, B), steps)
         engines = {name: make_engine(name, data, E, H, 10 * (rounds + 1) * n, B) for name in names}
         for e in engines.values():
             e.run(0, 50)  # warm-up: allocation, first-call costs
@@ -130,7 +131,7 @@ def speed_rows(datasets, names: list[str], rounds: int, steps: int) -> tuple[flo
                 else:
                     rates[name].append(timed_steps(engines[name], 50 + r * n, n))
         ref = statistics.median(rates["reference"]) if "reference" in rates else None
-        flops = naive_flops(cfg, len(data.vocab))
+        flops = naive_flops((T, E, H, B), len(data.vocab))
         for name in names:
             med = statistics.median(rates[name])
             rows.append({"engine": name, "config": cfg, "context": T, "emb": E, "hidden": H,
@@ -160,13 +161,13 @@ def agreement_rows(data, names: list[str], steps: int) -> list[dict]:
     return rows
 
 
-def eval_rows(datasets, speeds: list[dict], rounds: int) -> list[dict]:
+def eval_rows(datasets, configs: dict, speeds: list[dict], rounds: int) -> list[dict]:
     """Per config, one full dev-split evaluation by torch and by the native forward (median
     of `rounds`), and evaluation's share of a default trial trained by native: 20 dev
     evaluations on the way, then train and dev at the end."""
     rows = []
     rate = {r["config"]: r["steps_per_sec"] for r in speeds if r["engine"] == "native"}
-    for cfg, (T, E, H, B) in CONFIGS.items():
+    for cfg, (T, E, H, B) in configs.items():
         if cfg not in rate or B != 32:
             continue
         data = datasets[T]
@@ -188,10 +189,10 @@ def eval_rows(datasets, speeds: list[dict], rounds: int) -> list[dict]:
     return rows
 
 
-def profile_rows(datasets, steps: int) -> list[dict]:
+def profile_rows(datasets, configs: dict, steps: int) -> list[dict]:
     """Seconds per native step in each phase (the -DCHARMLP_PROFILE build), per config."""
     rows = []
-    for cfg, (T, E, H, B) in CONFIGS.items():
+    for cfg, (T, E, H, B) in configs.items():
         e = make_engine("native", datasets[T], E, H, steps + 100, B)
         e.lib = native.profile_library()
         e.run(0, 100)
@@ -305,13 +306,12 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.worker:
         return worker(args)
-    if args.configs:
-        unknown = set(args.configs.split(",")) - set(CONFIGS)
-        if unknown:
-            raise SystemExit(f"charmlp-bench: unknown config {', '.join(sorted(unknown))}; "
-                             f"fix: --configs from {', '.join(CONFIGS)}")
-        for cfg in set(CONFIGS) - set(args.configs.split(",")):
-            del CONFIGS[cfg]
+    chosen = args.configs.split(",") if args.configs else list(CONFIGS)
+    unknown = [c for c in chosen if c not in CONFIGS]
+    if unknown:
+        raise SystemExit(f"charmlp-bench: unknown config {', '.join(unknown)}; "
+                         f"fix: --configs from {', '.join(CONFIGS)}")
+    configs = {c: CONFIGS[c] for c in chosen}
     torch.set_num_threads(1)
     datasets = Datasets(args.data)
     data = datasets[3]
@@ -325,15 +325,15 @@ def main(argv=None) -> None:
     except native.NativeUnavailable as e:
         raise SystemExit(f"charmlp-bench: cannot build the FMA peak kernel ({e}); "
                          "fix: install a C compiler (cc/gcc) or set $CC") from None
-    top, speeds = speed_rows(datasets, names, args.rounds, args.steps)
+    top, speeds = speed_rows(datasets, configs, names, args.rounds, args.steps)
     agreement = agreement_rows(data, names, args.final_steps)
     report = {"machine": machine(), "isa": vector_isa(), "data": args.data or "default",
               "rounds": args.rounds, "auto": auto, "peak_gflops": top, "speed": speeds,
               "agreement_steps": args.final_steps, "agreement": agreement,
-              "evaluation": eval_rows(datasets, speeds, args.rounds) if "native" in names else [],
+              "evaluation": eval_rows(datasets, configs, speeds, args.rounds) if "native" in names else [],
               "targets": targets(speeds, agreement) if "native" in names else {}}
     if args.profile and "native" in names:
-        report["profile"] = profile_rows(datasets, 10 * args.steps)
+        report["profile"] = profile_rows(datasets, configs, 10 * args.steps)
     if args.json:
         print(json.dumps(report, indent=1))
     else:
