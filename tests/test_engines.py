@@ -107,6 +107,28 @@ def test_native_split_loss_falls_back_to_torch_for_float64(data):
     assert native.split_loss(model, X, Y) == split_loss(model, X, Y)
 
 
+@pytest.mark.parametrize("emb,hidden,batch,bn,opt", ODD_SIZES[:2] + ODD_SIZES[4:])
+def test_native_16_lane_build_matches_reference(emb, hidden, batch, bn, opt, data):
+    """The AVX-512 width (16 lanes: other padding and tiles) built here on 8-lane vectors,
+    so its code is checked on machines without AVX-512 too."""
+    if not native_available():
+        pytest.skip("no C compiler here")
+    torch.set_num_threads(1)
+    lib16 = native._load(("CHARMLP_VL=16",))
+    assert lib16.charmlp_lanes() == 16
+    V, (X, Y), _ = data
+    results = []
+    for name in ("native", "reference"):
+        g = torch.Generator().manual_seed(SEED)
+        model = CharMLP(ModelArgs(vocab_size=V, block_size=3, batchnorm=bn, direct=True,
+                                  n_embd=emb, n_hidden=hidden), g)
+        eng = engine_class(name)(model, OPTIMIZERS[opt](), X, Y, batch, g, STEPS)
+        if name == "native":
+            eng.lib = lib16
+        results.append((torch.cat([eng.run(0, 37), eng.run(37, STEPS - 37)]), model))
+    assert_same_training(results[0], results[1], data)
+
+
 def test_native_build_is_logged_once_then_cached(tmp_path, monkeypatch, caplog):
     """The first build says why the first trial is slow; a second process finds the cache."""
     if not native_available():
