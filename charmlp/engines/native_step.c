@@ -65,12 +65,15 @@ static inline vf load(const float *p) { vf v; memcpy(&v, p, sizeof v); return v;
 static inline void store(float *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf splat(float x) { return x - (vf){0}; }  /* a broadcast (x - 0 is x, -0 too) */
 static inline vf blend(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (~mask & (vi)b)); }
-static inline float hsum(vf v) {
-    float t[VL];
-    memcpy(t, &v, sizeof t);
-    for (int w = VL / 2; w >= 1; w /= 2)
-        for (int i = 0; i < w; i++) t[i] += t[i + w];
-    return t[0];
+typedef float v4 __attribute__((vector_size(16)));
+static inline float hsum(vf v) {  /* 128-bit quarters added as vectors, then 4 lanes */
+    v4 a, b;
+    memcpy(&a, &v, sizeof a);
+    for (int i = 1; i < VL / 4; i++) {
+        memcpy(&b, (const char *)&v + sizeof b * i, sizeof b);
+        a += b;
+    }
+    return (a[0] + a[2]) + (a[1] + a[3]);
 }
 static inline int64_t round_up(int64_t x) { return (x + VL - 1) / VL * VL; }
 
@@ -147,18 +150,20 @@ static inline void vadd_to(int64_t n, const float *restrict in, float *restrict 
 
 /* C (M, N) (+)= A (M, K) @ Bm (K, N), N a multiple of VL; A's element (i, k) is
  * A[i*sai + k*sak], so A^T is the same call with the strides swapped (no transposed copy).
- * acc=0 overwrites C instead of adding to it (no memset first). Register tiles of R rows x
+ * acc=0 overwrites C instead of adding to it (no memset first); acc=2 treats C as a weight
+ * and applies plain SGD with this product as its gradient, C += step * (A@Bm + wd * C), so
+ * the gradient is never stored and read back. Register tiles of R rows x
  * Q vectors (12 accumulators in the main 6 x 2 tile, so both FMA units stay busy through
  * FMA latency): each loaded vector of Bm serves R rows of A, and C is read and written
  * once per tile instead of once per k. */
 static inline __attribute__((always_inline)) void gemm_tile(
     const int R, const int Q, int64_t i, int64_t j, int64_t K, int64_t N,
     const float *restrict A, int64_t sai, int64_t sak, const float *restrict Bm,
-    float *restrict C, int acc) {
+    float *restrict C, int acc, float step, float wd) {
     vf s[6][4];
     for (int r = 0; r < R; r++)
         for (int q = 0; q < Q; q++)
-            s[r][q] = acc ? load(C + (i + r) * N + j + VL * q) : splat(0.0f);
+            s[r][q] = acc == 1 ? load(C + (i + r) * N + j + VL * q) : splat(0.0f);
     const float *a = A + i * sai;
     const float *b = Bm + j;
     for (int64_t k = 0; k < K; k++) {
@@ -170,31 +175,53 @@ static inline __attribute__((always_inline)) void gemm_tile(
         }
     }
     for (int r = 0; r < R; r++)
-        for (int q = 0; q < Q; q++) store(C + (i + r) * N + j + VL * q, s[r][q]);
+        for (int q = 0; q < Q; q++) {
+            float *c = C + (i + r) * N + j + VL * q;
+            if (acc == 2) {  /* torch.optim.SGD: g += wd*p; p += -lr*g */
+                const vf p = load(c);
+                store(c, p + splat(step) * (s[r][q] + splat(wd) * p));
+            } else {
+                store(c, s[r][q]);
+            }
+        }
 }
 
 /* Rows i..i+R of C: tiles of Q vectors (4 for up to 3 rows, which have fewer
  * accumulators, else 2), then the vectors left over one at a time. */
 static inline __attribute__((always_inline)) void gemm_rows(
     const int R, int64_t i, int64_t K, int64_t N, const float *restrict A, int64_t sai,
-    int64_t sak, const float *restrict Bm, float *restrict C, int acc) {
+    int64_t sak, const float *restrict Bm, float *restrict C, int acc, float step, float wd) {
     const int Q = R <= 3 ? 4 : 2;
     int64_t j = 0;
-    for (; j + Q * VL <= N; j += Q * VL) gemm_tile(R, Q, i, j, K, N, A, sai, sak, Bm, C, acc);
-    for (; j < N; j += VL) gemm_tile(R, 1, i, j, K, N, A, sai, sak, Bm, C, acc);
+    for (; j + Q * VL <= N; j += Q * VL)
+        gemm_tile(R, Q, i, j, K, N, A, sai, sak, Bm, C, acc, step, wd);
+    for (; j < N; j += VL) gemm_tile(R, 1, i, j, K, N, A, sai, sak, Bm, C, acc, step, wd);
+}
+
+static inline __attribute__((always_inline)) void gemm_any(
+    int64_t M, int64_t K, int64_t N, const float *restrict A, int64_t sai, int64_t sak,
+    const float *restrict Bm, float *restrict C, int acc, float step, float wd) {
+    int64_t i = 0;
+    for (; i + 6 <= M; i += 6) gemm_rows(6, i, K, N, A, sai, sak, Bm, C, acc, step, wd);
+    switch (M - i) {  /* leftover rows in one tile, not one row at a time */
+    case 5: gemm_rows(5, i, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
+    case 4: gemm_rows(4, i, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
+    case 3: gemm_rows(3, i, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
+    case 2: gemm_rows(2, i, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
+    case 1: gemm_rows(1, i, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
+    }
 }
 
 static void gemm(int64_t M, int64_t K, int64_t N, const float *restrict A, int64_t sai,
                  int64_t sak, const float *restrict Bm, float *restrict C, int acc) {
-    int64_t i = 0;
-    for (; i + 6 <= M; i += 6) gemm_rows(6, i, K, N, A, sai, sak, Bm, C, acc);
-    switch (M - i) {  /* leftover rows in one tile, not one row at a time */
-    case 5: gemm_rows(5, i, K, N, A, sai, sak, Bm, C, acc); break;
-    case 4: gemm_rows(4, i, K, N, A, sai, sak, Bm, C, acc); break;
-    case 3: gemm_rows(3, i, K, N, A, sai, sak, Bm, C, acc); break;
-    case 2: gemm_rows(2, i, K, N, A, sai, sak, Bm, C, acc); break;
-    case 1: gemm_rows(1, i, K, N, A, sai, sak, Bm, C, acc); break;
-    }
+    gemm_any(M, K, N, A, sai, sak, Bm, C, acc, 0.0f, 0.0f);
+}
+
+/* P (M, N) += step * (A @ Bm + wd * P): a weight gradient applied as plain SGD */
+static void gemm_sgd(int64_t M, int64_t K, int64_t N, const float *restrict A, int64_t sai,
+                     int64_t sak, const float *restrict Bm, float *restrict P, float step,
+                     float wd) {
+    gemm_any(M, K, N, A, sai, sak, Bm, P, 2, step, wd);
 }
 
 /* C (M, N) (+)= A (M, K) @ Bt (N, K)^T for rows i..i+R, columns j..j+Q: dot products of
@@ -292,6 +319,10 @@ typedef struct {
     int64_t *nuniq;
     float *cu, *rows, *grows;
     int64_t umax;  /* min(V, B): the most distinct tokens a position can have */
+    /* Plain SGD (no momentum) updates W1 and W2 inside their gradient products (gemm_sgd),
+     * each after its last use in the step: fused, with this step's -lr and weight decay. */
+    int fused;
+    float step, wd;
 } Work;
 
 /* The first layer works per context position t on the batch's distinct tokens there (about
@@ -345,11 +376,15 @@ static void first_layer_grad(const Net *n, Work *w) {
     for (int64_t t = 0; t < n->T; t++) {
         const int64_t count = w->nuniq[t];
         const int32_t *slot = w->slot + t * B, *uniq = w->uniq + t * w->umax;
-        const float *W1t = n->param[P_W1] + t * E * Hp;
+        float *W1t = n->param[P_W1] + t * E * Hp;
         memset(w->rows, 0, sizeof(float) * count * Hp);
         for (int64_t b = 0; b < B; b++) vadd_to(Hp, w->dh + b * Hp, w->rows + slot[b] * Hp);
-        gemm(E, count, Hp, w->cu + t * w->umax * E, 1, E, w->rows, w->grad[P_W1] + t * E * Hp, 0);
-        gemm_nt(count, Hp, E, w->rows, W1t, w->grows, 0);
+        gemm_nt(count, Hp, E, w->rows, W1t, w->grows, 0);  /* uses W1_t before its update */
+        if (w->fused)
+            gemm_sgd(E, count, Hp, w->cu + t * w->umax * E, 1, E, w->rows, n->param[P_W1] + t * E * Hp,
+                     w->step, w->wd);
+        else
+            gemm(E, count, Hp, w->cu + t * w->umax * E, 1, E, w->rows, w->grad[P_W1] + t * E * Hp, 0);
         for (int64_t i = 0; i < count; i++) {
             float *dc = w->grad[P_C] + uniq[i] * E;
             const float *gr = w->grows + i * E;
@@ -467,11 +502,14 @@ static void batchnorm_tanh_grad(const Net *n, Work *w) {
 static void backward(const Net *n, Work *w, const int64_t *X) {
     const int64_t V = n->V, E = n->E, T = n->T, Hp = w->Hp, B = n->B, F = T * E;
     float **g = w->grad;
-    gemm(V, B, Hp, w->dlog, 1, V, w->h, g[P_W2], 0);  /* dW2^T (V, Hp) = dlog^T @ h */
+    gemm(B, V, Hp, w->dlog, V, 1, n->param[P_W2], w->dh, 0);  /* (B, Hp) = dlog @ W2^T */
+    if (w->fused)  /* dW2^T (V, Hp) = dlog^T @ h, applied at once */
+        gemm_sgd(V, B, Hp, w->dlog, 1, V, w->h, n->param[P_W2], w->step, w->wd);
+    else
+        gemm(V, B, Hp, w->dlog, 1, V, w->h, g[P_W2], 0);
     memset(g[P_B2], 0, sizeof(float) * V);
     for (int64_t b = 0; b < B; b++)
         for (int64_t v = 0; v < V; v++) g[P_B2][v] += w->dlog[b * V + v];
-    gemm(B, V, Hp, w->dlog, V, 1, n->param[P_W2], w->dh, 0);  /* (B, Hp) = dlog @ W2^T */
     PROF(PH_OUT_BWD);
 
     if (n->batchnorm) {
@@ -518,7 +556,7 @@ static void sgd(Net *n, Work *w, double lr) {
     const float mom = (float)n->momentum, neg_lr = (float)-lr;
     for (int i = 0; i < NP; i++) {
         float *restrict p = n->param[i], *restrict g = w->grad[i], *restrict buf = n->state1[i];
-        if (!p) continue;
+        if (!p || (w->fused && (i == P_W1 || i == P_W2))) continue;  /* done in backward */
         const int64_t size = w->size[i];
         const float wd = DECAYED[i] ? (float)n->weight_decay : 0.0f;
         if (mom == 0.0f) {  /* one pass: decay and step together */
@@ -684,8 +722,11 @@ int charmlp_run(Net *n, int64_t steps, const int64_t *X, const int64_t *Y, const
 
     Net m;
     padded_view(n, &m, Hp, &cur, 1);
+    w.fused = n->opt == 0 && n->momentum == 0.0;
+    w.wd = (float)n->weight_decay;
     for (int64_t s = 0; s < steps; s++) {
         const int64_t *Xs = X + s * B * T, *Ys = Y + s * B;
+        w.step = (float)-lr[s];
         losses[s] = forward(&m, &w, Xs, Ys);
         backward(&m, &w, Xs);
         if (m.batchnorm) running_stats(&m, &w);
