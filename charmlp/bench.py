@@ -109,7 +109,7 @@ def round_steps(shape: tuple[int, int, int, int], steps: int) -> int:
     """Steps per engine per round: `steps` at the reference size, fewer (by flops, >= 200)
     at larger ones, so that every config takes about as long."""
     base = naive_flops(CONFIGS["emb10/hid200"], 27)
-    return max(200, round(steps * base / naive_flops(shape, 27), -2))
+    return max(200, int(round(steps * base / naive_flops(shape, 27), -2)))
 
 
 def speed_rows(datasets, configs: dict, names: list[str], rounds: int,

@@ -75,3 +75,9 @@ def test_table_report_prints_peak_and_percent_columns(names_file, capsys):
 def test_unknown_config_is_one_clear_line(names_file):
     with pytest.raises(SystemExit, match="unknown config nope.*fix: --configs from"):
         bench.main(["--data", str(names_file), "--configs", "nope"])
+
+
+def test_round_steps_are_whole_and_shrink_with_size():
+    small = bench.round_steps(bench.CONFIGS["emb10/hid200"], 500)
+    wide = bench.round_steps(bench.CONFIGS["ctx8/emb40/hid800/b128"], 500)
+    assert (small, wide) == (500, 200) and all(isinstance(n, int) for n in (small, wide))

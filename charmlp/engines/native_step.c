@@ -160,14 +160,14 @@ static inline __attribute__((always_inline)) void gemm_tile(
     const int R, const int Q, int64_t i, int64_t j, int64_t K, int64_t N,
     const float *restrict A, int64_t sai, int64_t sak, const float *restrict Bm,
     float *restrict C, int acc, float step, float wd) {
-    vf s[6][4];
+    vf s[6][2];
     for (int r = 0; r < R; r++)
         for (int q = 0; q < Q; q++)
             s[r][q] = acc == 1 ? load(C + (i + r) * N + j + VL * q) : splat(0.0f);
     const float *a = A + i * sai;
     const float *b = Bm + j;
     for (int64_t k = 0; k < K; k++) {
-        vf bv[4];
+        vf bv[2];
         for (int q = 0; q < Q; q++) bv[q] = load(b + k * N + VL * q);
         for (int r = 0; r < R; r++) {
             const vf x = splat(a[r * sai + k * sak]);
@@ -186,30 +186,30 @@ static inline __attribute__((always_inline)) void gemm_tile(
         }
 }
 
-/* Rows i..i+R of C: tiles of Q vectors (4 for up to 3 rows, which have fewer
- * accumulators, else 2), then the vectors left over one at a time. */
-static inline __attribute__((always_inline)) void gemm_rows(
-    const int R, int64_t i, int64_t K, int64_t N, const float *restrict A, int64_t sai,
-    int64_t sak, const float *restrict Bm, float *restrict C, int acc, float step, float wd) {
-    const int Q = R <= 3 ? 4 : 2;
-    int64_t j = 0;
-    for (; j + Q * VL <= N; j += Q * VL)
-        gemm_tile(R, Q, i, j, K, N, A, sai, sak, Bm, C, acc, step, wd);
-    for (; j < N; j += VL) gemm_tile(R, 1, i, j, K, N, A, sai, sak, Bm, C, acc, step, wd);
+/* Columns j..j+Q*VL of C, all rows: tiles of 6 rows, then the rows left over in one tile.
+ * Going down the rows with a column block fixed keeps that block of Bm (K x Q vectors) in
+ * L1 for every row tile, so a weight larger than L2 streams in once per product. */
+static inline __attribute__((always_inline)) void gemm_cols(
+    const int Q, int64_t j, int64_t M, int64_t K, int64_t N, const float *restrict A,
+    int64_t sai, int64_t sak, const float *restrict Bm, float *restrict C, int acc, float step,
+    float wd) {
+    int64_t i = 0;
+    for (; i + 6 <= M; i += 6) gemm_tile(6, Q, i, j, K, N, A, sai, sak, Bm, C, acc, step, wd);
+    switch (M - i) {
+    case 5: gemm_tile(5, Q, i, j, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
+    case 4: gemm_tile(4, Q, i, j, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
+    case 3: gemm_tile(3, Q, i, j, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
+    case 2: gemm_tile(2, Q, i, j, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
+    case 1: gemm_tile(1, Q, i, j, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
+    }
 }
 
 static inline __attribute__((always_inline)) void gemm_any(
     int64_t M, int64_t K, int64_t N, const float *restrict A, int64_t sai, int64_t sak,
     const float *restrict Bm, float *restrict C, int acc, float step, float wd) {
-    int64_t i = 0;
-    for (; i + 6 <= M; i += 6) gemm_rows(6, i, K, N, A, sai, sak, Bm, C, acc, step, wd);
-    switch (M - i) {  /* leftover rows in one tile, not one row at a time */
-    case 5: gemm_rows(5, i, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
-    case 4: gemm_rows(4, i, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
-    case 3: gemm_rows(3, i, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
-    case 2: gemm_rows(2, i, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
-    case 1: gemm_rows(1, i, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
-    }
+    int64_t j = 0;
+    for (; j + 2 * VL <= N; j += 2 * VL) gemm_cols(2, j, M, K, N, A, sai, sak, Bm, C, acc, step, wd);
+    if (j < N) gemm_cols(1, j, M, K, N, A, sai, sak, Bm, C, acc, step, wd);
 }
 
 static void gemm(int64_t M, int64_t K, int64_t N, const float *restrict A, int64_t sai,
