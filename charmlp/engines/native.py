@@ -1,11 +1,15 @@
 """The training loop as a C kernel (native_step.c), compiled with the machine's C compiler on
 first use and loaded with ctypes. It reads and writes the model's own float32 CPU tensors
-through their data pointers, and runs a whole run(start, n) call in C.
+through their data pointers, and runs a whole run(start, n) call in C. `split_loss` is the
+full-split evaluation by the same kernel's forward pass (charmlp_eval).
 
 The build is cached under <charmlp cache>/native/<hash>/ where the hash covers the source,
-the compiler, its flags and the CPU (since -march=native). When no compiler is found, the
-build fails, or CHARMLP_NO_NATIVE=1 is set, `unsupported()` says why, a warning is logged once
-per process, and `auto` goes on to the torch engine."""
+the compiler, its flags and the CPU (since -march=native picks the vector width: AVX-512
+where the CPU has it, else AVX2); a build logs one warning saying so, since it makes the
+first trial slow. When no compiler is found, the build fails, or CHARMLP_NO_NATIVE=1 is set,
+`unsupported()` says why, a warning is logged once per process, and `auto` goes on to the
+torch engine. A second build with -DCHARMLP_PROFILE (profile_library) times each phase of a
+step for charmlp-bench --profile."""
 import ctypes
 import hashlib
 import logging
