@@ -5,8 +5,10 @@ that measures the core's peak (charmlp/engines/peak.c), so that a slow moment of
 hits all of them alike; the table shows per engine and config the median steps/s, the
 naive-equivalent GFLOP/s (6*B*(T*E*H + H*V) per step: the multiply-adds of the plain
 matmuls, forward and backward), its share of the measured peak, and the ratio to the
-reference loop. Then a short run per engine shows their losses agree, and the time of a
-full dev-split evaluation (torch and native) with its share of a 200k-step trial.
+reference loop; all timed in the thread's CPU time, so that other processes on a shared
+machine slow nothing down in the figures. Then a short run per engine shows their losses
+agree, and the time of a full dev-split evaluation (torch and native) with its share of a
+200k-step trial.
 --profile times each phase of a native step; --parallel measures two processes training at
 once against one alone; --json prints all of it as one JSON object."""
 import argparse
@@ -87,11 +89,13 @@ def available_engines(data) -> list[str]:
 
 
 def timed_steps(engine, start: int, steps: int, chunk: int = 100) -> float:
-    """steps/s over `steps` steps, in the trainer's chunks of 100."""
-    t0 = time.perf_counter()
+    """steps/s over `steps` steps, in the trainer's chunks of 100, in this thread's CPU time
+    (as the peak kernel's): on a shared machine, time the core spent on other processes
+    counts against neither, and long runs and short bursts are measured alike."""
+    t0 = time.thread_time()
     for s in range(start, start + steps, chunk):
         engine.run(s, min(chunk, start + steps - s))
-    return steps / (time.perf_counter() - t0)
+    return steps / (time.thread_time() - t0)
 
 
 class Datasets(dict):
@@ -149,15 +153,15 @@ def agreement_rows(data, names: list[str], steps: int) -> list[dict]:
     rows, ref = [], None
     for n in (["reference"] if "reference" in names else []) + [n for n in names if n != "reference"]:
         e = make_engine(n, data, 10, 200, steps)
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         losses = torch.cat([e.run(s, min(100, steps - s)) for s in range(0, steps, 100)])
-        wall = time.perf_counter() - t0
+        cpu = time.thread_time() - t0
         ref = losses if n == "reference" else ref
         m = e.model
         rows.append({"engine": n, "last100": losses[-100:].mean().item(),
                      "max_gap": None if ref is None else (losses - ref).abs().max().item(),
                      "train": split_loss(m, data.X["train"], data.Y["train"]),
-                     "dev": split_loss(m, data.X["dev"], data.Y["dev"]), "steps_per_sec": steps / wall})
+                     "dev": split_loss(m, data.X["dev"], data.Y["dev"]), "steps_per_sec": steps / cpu})
     return rows
 
 
@@ -178,9 +182,9 @@ def eval_rows(datasets, configs: dict, speeds: list[dict], rounds: int) -> list[
         for path, fn in (("torch", split_loss), ("native", native.split_loss)):
             times = []
             for _ in range(rounds):
-                t0 = time.perf_counter()
+                t0 = time.thread_time()
                 fn(model, Xd, Yd)
-                times.append(time.perf_counter() - t0)
+                times.append(time.thread_time() - t0)
             one = statistics.median(times)
             evals = one * (TRIAL_STEPS // EVAL_INTERVAL + 1 + train_over_dev)
             row[f"{path}_dev_s"] = one
@@ -219,8 +223,8 @@ def targets(speeds: list[dict], agreement: list[dict]) -> dict[str, bool]:
 
 def print_report(report: dict) -> None:
     print(f"machine: {report['machine']}; native vectors: {report['isa']}")
-    print(f"data {report['data']}, 1 thread, {report['rounds']} rounds per config (steps per "
-          f"round scaled by size); auto picks: {report['auto']}")
+    print(f"data {report['data']}, 1 thread, timed in its CPU time, {report['rounds']} rounds per "
+          f"config (steps per round scaled by size); auto picks: {report['auto']}")
     print(f"measured FMA peak: {report['peak_gflops']:.1f} GFLOP/s (median of the rounds)")
     print(f"\n{'engine':<16}{'config':<24}{'steps/s':>9}{'GFLOP/s':>9}{'% peak':>8}{'x ref':>7}")
     for r in report["speed"]:
