@@ -15,7 +15,8 @@ STEPS, BATCH, SEED = 200, 32, 2147483647
 OPTIMIZERS = {
     "sgd-step": lambda: SGD(lr=0.1, schedule=Step()),
     "sgd-momentum-wd": lambda: SGD(lr=0.05, momentum=0.9, weight_decay=0.01, schedule=Step()),
-    "adamw-cosine": lambda: AdamW(lr=0.003, schedule=Cosine()),
+    "adamw-cosine": lambda: AdamW(lr=0.003, schedule=Cosine()),  # weight decay 0.01
+    "sgd-wd": lambda: SGD(lr=0.1, weight_decay=0.001, schedule=Cosine()),  # the wide search's
 }
 VARIANTS = [(bn, direct) for bn in (True, False) for direct in (False, True)]
 
@@ -67,21 +68,78 @@ def test_engine_matches_reference(engine, opt, bn, direct, data, reference):
     assert_same_training(train(engine, data, bn, direct, opt), reference[(bn, direct, opt)], data)
 
 
-# Sizes off the kernels' tile grid (hidden not a multiple of 8, rows left over) and batches
-# below and above the vocabulary size (the native first layer groups a batch by token).
-# Batch 2 goes without BatchNorm, whose std (no eps, as the reference) is 0 on equal rows.
-ODD_SIZES = [(7, 37, 5, True), (3, 130, 64, True), (12, 9, 2, False)]
+# Sizes off the kernels' tile grid (hidden not a multiple of the vector width, below one
+# vector, rows left over) and batches below and above the vocabulary size (the native first
+# layer groups a batch by token), up to the wide search's batch 128. Batch 2 goes without
+# BatchNorm, whose std (no eps, as the reference) is 0 on equal rows.
+ODD_SIZES = [(7, 37, 5, True, "sgd-momentum-wd"), (3, 130, 64, True, "sgd-momentum-wd"),
+             (12, 9, 2, False, "sgd-momentum-wd"), (5, 3, 7, True, "adamw-cosine"),
+             (11, 569, 128, True, "sgd-wd"), (10, 200, 128, False, "adamw-cosine")]
 
 
 @pytest.mark.parametrize("engine", ["torch", "native"])
-@pytest.mark.parametrize("emb,hidden,batch,bn", ODD_SIZES)
-def test_engine_matches_reference_at_odd_sizes(engine, emb, hidden, batch, bn, data):
+@pytest.mark.parametrize("emb,hidden,batch,bn,opt", ODD_SIZES)
+def test_engine_matches_reference_at_odd_sizes(engine, emb, hidden, batch, bn, opt, data):
     if engine == "native" and not native_available():
         pytest.skip("no C compiler here")
     torch.set_num_threads(1)
-    run = lambda name: train(name, data, bn, True, "sgd-momentum-wd", batch,  # noqa: E731
+    run = lambda name: train(name, data, bn, True, opt, batch,  # noqa: E731
                              n_embd=emb, n_hidden=hidden)
     assert_same_training(run(engine), run("reference"), data)
+
+
+@pytest.mark.parametrize("bn,direct", VARIANTS, ids=[f"bn{int(b)}-direct{int(d)}" for b, d in VARIANTS])
+@pytest.mark.parametrize("hidden", [200, 37, 5])
+def test_native_split_loss_equals_torch_evaluation(bn, direct, hidden, data):
+    """The C evaluation forward gives the torch evaluation's loss, on a trained model (so
+    BatchNorm's running statistics are not the initial ones)."""
+    if not native_available():
+        pytest.skip("no C compiler here")
+    torch.set_num_threads(1)
+    _, model = train("native", data, bn, direct, "sgd-step", n_hidden=hidden)
+    for X, Y in (data[1], data[2]):
+        assert native.split_loss(model, X, Y) == pytest.approx(split_loss(model, X, Y), abs=1e-5)
+
+
+def test_native_split_loss_falls_back_to_torch_for_float64(data):
+    model = CharMLP(ModelArgs(vocab_size=data[0]), torch.Generator().manual_seed(0)).double()
+    X, Y = data[2]
+    assert native.split_loss(model, X, Y) == split_loss(model, X, Y)
+
+
+@pytest.mark.parametrize("emb,hidden,batch,bn,opt", ODD_SIZES[:2] + ODD_SIZES[4:])
+def test_native_16_lane_build_matches_reference(emb, hidden, batch, bn, opt, data):
+    """The AVX-512 width (16 lanes: other padding and tiles) built here on 8-lane vectors,
+    so its code is checked on machines without AVX-512 too."""
+    if not native_available():
+        pytest.skip("no C compiler here")
+    torch.set_num_threads(1)
+    lib16 = native._load(("CHARMLP_VL=16",))
+    assert lib16.charmlp_lanes() == 16
+    V, (X, Y), _ = data
+    results = []
+    for name in ("native", "reference"):
+        g = torch.Generator().manual_seed(SEED)
+        model = CharMLP(ModelArgs(vocab_size=V, block_size=3, batchnorm=bn, direct=True,
+                                  n_embd=emb, n_hidden=hidden), g)
+        eng = engine_class(name)(model, OPTIMIZERS[opt](), X, Y, batch, g, STEPS)
+        if name == "native":
+            eng.lib = lib16
+        results.append((torch.cat([eng.run(0, 37), eng.run(37, STEPS - 37)]), model))
+    assert_same_training(results[0], results[1], data)
+
+
+def test_native_build_is_logged_once_then_cached(tmp_path, monkeypatch, caplog):
+    """The first build says why the first trial is slow; a second process finds the cache."""
+    if not native_available():
+        pytest.skip("no C compiler here")
+    monkeypatch.setenv("CHARMLP_CACHE", str(tmp_path))
+    with caplog.at_level(logging.INFO, logger="charmlp.engines.native"):
+        first = native.build(native.compiler())
+        again = native.build(native.compiler())
+    assert first == again and first.is_file() and tmp_path in first.parents
+    msgs = [r.getMessage() for r in caplog.records if "building the native engine" in r.getMessage()]
+    assert msgs == [f"building the native engine once (cached in {tmp_path / 'charmlp' / 'native'})"]
 
 
 def assert_same_training(result, reference, data):

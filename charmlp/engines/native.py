@@ -1,11 +1,15 @@
 """The training loop as a C kernel (native_step.c), compiled with the machine's C compiler on
 first use and loaded with ctypes. It reads and writes the model's own float32 CPU tensors
-through their data pointers, and runs a whole run(start, n) call in C.
+through their data pointers, and runs a whole run(start, n) call in C. `split_loss` is the
+full-split evaluation by the same kernel's forward pass (charmlp_eval).
 
 The build is cached under <charmlp cache>/native/<hash>/ where the hash covers the source,
-the compiler, its flags and the CPU (since -march=native). When no compiler is found, the
-build fails, or CHARMLP_NO_NATIVE=1 is set, `unsupported()` says why, a warning is logged once
-per process, and `auto` goes on to the torch engine."""
+the compiler, its flags and the CPU (since -march=native picks the vector width: AVX-512
+where the CPU has it, else AVX2); a build logs one warning saying so, since it makes the
+first trial slow. When no compiler is found, the build fails, or CHARMLP_NO_NATIVE=1 is set,
+`unsupported()` says why, a warning is logged once per process, and `auto` goes on to the
+torch engine. A second build with -DCHARMLP_PROFILE (profile_library) times each phase of a
+step for charmlp-bench --profile."""
 import ctypes
 import hashlib
 import logging
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from .. import evaluate
 from ..data import cache_dir
 from ..optim import AdamW, SGD
 from .base import Engine
@@ -25,7 +30,6 @@ from .base import Engine
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("native_step.c")
-LIB_NAME = "libcharmlp_step.so"
 # -march=native vectorises the inner loops; no -ffast-math, which would reorder the float
 # maths (and let the compiler assume no NaN, which divergence checks rely on).
 FLAG_SETS = (["-O3", "-march=native"], ["-O3"])
@@ -87,20 +91,24 @@ def compiler_version(cc: str) -> str:
         raise NativeUnavailable(f"C compiler {cc} does not run ({e})") from None
 
 
-def build(cc: str) -> Path:
-    """Compile native_step.c into the cache (atomically) unless it is there; return the .so."""
-    source, version, errors = SOURCE.read_bytes(), compiler_version(cc), []
+def build(cc: str, source: Path = SOURCE, defines: tuple[str, ...] = ()) -> Path:
+    """Compile `source` (with -D`defines`) into the cache (atomically) unless it is there;
+    return the .so. The first build of each logs once why this call is slow."""
+    text, version, errors = source.read_bytes(), compiler_version(cc), []
+    extra = [f"-D{d}" for d in defines]
     for flags in FLAG_SETS:
-        key = hashlib.sha256(b"\0".join([source, cc.encode(), version.encode(),
-                                         " ".join(flags + BASE_FLAGS).encode(),
+        key = hashlib.sha256(b"\0".join([text, cc.encode(), version.encode(),
+                                         " ".join(flags + BASE_FLAGS + extra).encode(),
                                          machine_id().encode()])).hexdigest()[:16]
-        target = cache_dir() / "native" / key / LIB_NAME
+        target = cache_dir() / "native" / key / f"lib{source.stem}.so"
         if target.is_file():
             return target
+        if flags is FLAG_SETS[0]:
+            log.warning("building the native engine once (cached in %s)", target.parent.parent)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", prefix=".build-", dir=target.parent)
         os.close(fd)
-        cmd = [cc, *flags, *BASE_FLAGS, "-o", tmp, str(SOURCE), "-lm"]
+        cmd = [cc, *flags, *BASE_FLAGS, *extra, "-o", tmp, str(source), "-lm"]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
             if r.returncode == 0:
@@ -112,22 +120,33 @@ def build(cc: str) -> Path:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    raise NativeUnavailable(f"compiling {SOURCE.name} with {cc} failed: {'; '.join(errors)}")
+    raise NativeUnavailable(f"compiling {source.name} with {cc} failed: {'; '.join(errors)}")
 
 
-def _load() -> ctypes.CDLL:
+def load(source: Path = SOURCE, defines: tuple[str, ...] = ()) -> ctypes.CDLL:
+    """`source` compiled (cached) and loaded; raises NativeUnavailable."""
     if os.environ.get("CHARMLP_NO_NATIVE", "") not in ("", "0"):
         raise NativeUnavailable("disabled by CHARMLP_NO_NATIVE")
     cc = compiler()
     if cc is None:
         raise NativeUnavailable("no C compiler (cc/gcc, or $CC) found")
     try:
-        lib = ctypes.CDLL(str(build(cc)))
+        return ctypes.CDLL(str(build(cc, source, defines)))
     except OSError as e:
         raise NativeUnavailable(f"loading the compiled kernel failed: {e}") from None
+
+
+def _load(defines: tuple[str, ...] = ()) -> ctypes.CDLL:
+    lib = load(SOURCE, defines)
     lib.charmlp_run.argtypes = [ctypes.POINTER(Net), ctypes.c_int64, ctypes.c_void_p,
                                 ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
     lib.charmlp_run.restype = ctypes.c_int
+    lib.charmlp_eval.argtypes = [ctypes.POINTER(Net), ctypes.c_int64, ctypes.c_void_p,
+                                 ctypes.c_void_p, ctypes.POINTER(ctypes.c_double)]
+    lib.charmlp_eval.restype = ctypes.c_int
+    lib.charmlp_profile.argtypes = [ctypes.c_void_p]
+    lib.charmlp_profile.restype = ctypes.c_int64
+    lib.charmlp_lanes.restype = ctypes.c_int64
     return lib
 
 
@@ -144,6 +163,79 @@ def library() -> ctypes.CDLL:
             _failure = str(e)
             log.warning("native engine unavailable (%s); the torch engine is used instead", _failure)
     raise NativeUnavailable(_failure)
+
+
+def profile_library() -> ctypes.CDLL:
+    """The kernel built with -DCHARMLP_PROFILE: each phase of a step timed (see PHASES)."""
+    global _profile_lib
+    if _profile_lib is None:
+        library()  # the one place that decides whether native is available, and says why
+        _profile_lib = _load(("CHARMLP_PROFILE",))
+    return _profile_lib
+
+
+_profile_lib: ctypes.CDLL | None = None
+# The phases charmlp_profile() times, in its order.
+PHASES = ("distinct tokens", "first layer", "BatchNorm + tanh", "output layer", "softmax/CE",
+          "output layer grad", "BatchNorm + tanh grad", "first layer grad", "direct grad",
+          "optimizer update")
+
+
+def phase_seconds(lib: ctypes.CDLL) -> dict[str, float]:
+    """Seconds per phase since the last call (zeros unless `lib` is the profiling build)."""
+    out = (ctypes.c_double * len(PHASES))()
+    lib.charmlp_profile(out)
+    return dict(zip(PHASES, out))
+
+
+def make_net(model, batch_size: int = 0, optimizer=None) -> Net:
+    """The C struct's sizes and hyperparameters for `model` (and `optimizer`, when training)."""
+    a, o = model.args, optimizer
+    return Net(V=a.vocab_size, E=a.n_embd, T=a.block_size, H=a.n_hidden, B=batch_size,
+               batchnorm=int(a.batchnorm), direct=int(a.direct), opt=int(isinstance(o, AdamW)),
+               opt_steps=0, bn_momentum=a.bn_momentum,
+               momentum=float(getattr(o, "momentum", 0.0)),
+               weight_decay=float(getattr(o, "weight_decay", 0.0)),
+               beta1=getattr(o, "beta1", 0.0), beta2=getattr(o, "beta2", 0.0),
+               eps=getattr(o, "eps", 0.0))
+
+
+def bind(net: Net, model, state1: dict | None = None, state2: dict | None = None) -> None:
+    """Point the C struct at the model's current tensors (checked: CPU, float32, contiguous)
+    and at the optimizer state tensors, by parameter name."""
+    params = {k: getattr(model, k, None) for k in SLOTS}
+    tensors = dict(params)
+    if model.args.batchnorm:
+        tensors.update(rmean=model.bnmean_running, rstd=model.bnstd_running)
+    for k, t in tensors.items():
+        if t is not None and not (t.device.type == "cpu" and t.dtype == torch.float32
+                                  and t.is_contiguous()):
+            raise RuntimeError(f"native engine: {k} must be a contiguous float32 CPU tensor")
+    ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+    for i, k in enumerate(SLOTS):
+        net.param[i] = ptr(params[k])
+        net.state1[i] = ptr((state1 or {}).get(k))
+        net.state2[i] = ptr((state2 or {}).get(k))
+    net.rmean = ptr(tensors.get("rmean"))
+    net.rstd = ptr(tensors.get("rstd"))
+
+
+def split_loss(model, X: torch.Tensor, Y: torch.Tensor) -> float:
+    """Mean cross-entropy over a whole split in evaluation mode, as
+    charmlp.evaluate.split_loss, by the C forward where the native engine applies (float32
+    on CPU; the first layer becomes a table lookup), else by that torch function."""
+    if X.shape[0] == 0 or NativeEngine.unsupported(model, SGD(), X.device) is not None:
+        return evaluate.split_loss(model, X, Y)
+    net = make_net(model)
+    bind(net, model)
+    Xc, Yc = X.to(torch.int64).contiguous(), Y.to(torch.int64).contiguous()
+    total = ctypes.c_double()
+    with torch.no_grad():
+        rc = library().charmlp_eval(ctypes.byref(net), Xc.shape[0], Xc.data_ptr(), Yc.data_ptr(),
+                                    ctypes.byref(total))
+    if rc != 0:
+        raise MemoryError("native engine: cannot allocate its evaluation workspace")
+    return total.value / X.shape[0]
 
 
 class NativeEngine(Engine):
@@ -171,38 +263,15 @@ class NativeEngine(Engine):
         if self.batch_size < 2 and self.model.args.batchnorm:
             raise NativeUnavailable("BatchNorm's unbiased std needs trainer.batch_size >= 2")
         self.lib = library()
-        m, o, a = self.model, self.optimizer, self.model.args
-        self.params = {k: getattr(m, k, None) for k in SLOTS}
+        m, o = self.model, self.optimizer
+        params = {k: getattr(m, k, None) for k in SLOTS}
         # Optimizer state the C code updates in place, kept across run() calls.
         is_adam = isinstance(o, AdamW)
         needs1 = is_adam or bool(getattr(o, "momentum", 0.0))
         zeros = lambda p: torch.zeros_like(p.detach(), memory_format=torch.contiguous_format)  # noqa: E731
-        self.state1 = {k: zeros(p) for k, p in self.params.items() if p is not None and needs1}
-        self.state2 = {k: zeros(p) for k, p in self.params.items() if p is not None and is_adam}
-        self.net = Net(V=a.vocab_size, E=a.n_embd, T=a.block_size, H=a.n_hidden, B=self.batch_size,
-                       batchnorm=int(a.batchnorm), direct=int(a.direct), opt=int(is_adam),
-                       opt_steps=0, bn_momentum=a.bn_momentum,
-                       momentum=float(getattr(o, "momentum", 0.0)), weight_decay=o.weight_decay,
-                       beta1=getattr(o, "beta1", 0.0), beta2=getattr(o, "beta2", 0.0),
-                       eps=getattr(o, "eps", 0.0))
-
-    def bind(self) -> None:
-        """Point the C struct at the model's current tensors (checked: CPU, float32, contiguous)."""
-        m = self.model
-        tensors = dict(self.params)
-        if m.args.batchnorm:
-            tensors.update(rmean=m.bnmean_running, rstd=m.bnstd_running)
-        for k, t in tensors.items():
-            if t is not None and not (t.device.type == "cpu" and t.dtype == torch.float32
-                                      and t.is_contiguous()):
-                raise RuntimeError(f"native engine: {k} must be a contiguous float32 CPU tensor")
-        ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
-        for i, k in enumerate(SLOTS):
-            self.net.param[i] = ptr(self.params[k])
-            self.net.state1[i] = ptr(self.state1.get(k))
-            self.net.state2[i] = ptr(self.state2.get(k))
-        self.net.rmean = ptr(tensors.get("rmean"))
-        self.net.rstd = ptr(tensors.get("rstd"))
+        self.state1 = {k: zeros(p) for k, p in params.items() if p is not None and needs1}
+        self.state2 = {k: zeros(p) for k, p in params.items() if p is not None and is_adam}
+        self.net = make_net(m, self.batch_size, o)
 
     def run(self, start: int, n: int) -> torch.Tensor:
         ix = self.batch_indices(n)  # (n, B)
@@ -211,7 +280,7 @@ class NativeEngine(Engine):
         lrs = torch.tensor([self.optimizer.lr_at(start + i, self.total_steps) for i in range(n)],
                            dtype=torch.float64)
         losses = torch.empty(n, dtype=torch.float32)
-        self.bind()
+        bind(self.net, self.model, self.state1, self.state2)
         with torch.no_grad():
             rc = self.lib.charmlp_run(ctypes.byref(self.net), n, Xs.data_ptr(), Ys.data_ptr(),
                                       lrs.data_ptr(), losses.data_ptr())

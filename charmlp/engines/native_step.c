@@ -10,21 +10,32 @@
  * n whole steps on pre-gathered batches, so Python is touched once per n steps.
  *
  * Where the time goes, and why it is spent that way:
+ * - for a run, every H-long row (W1, b1, BatchNorm's gain/bias/statistics, W2^T and their
+ *   optimizer state) is held in a copy padded with zeros to Hp, a multiple of the vector
+ *   width, so every loop along H runs whole vectors with no tails or masks, and the pad
+ *   lanes stay exactly zero through every step (their gradients are zero);
  * - the first layer works on each context position's distinct tokens rather than on every
  *   example (first_layer), which at batch 32 skips more than half of its multiply-adds;
  * - W2 is held transposed for a run, so every product with it runs along H;
- * - matmuls are register-tiled kernels in GCC/Clang vector extensions (i-k-j order for
- *   x @ W and the weight gradients, row dot products for dy @ W^T), and tanh/exp are inline
- *   vector polynomials, so the hot loops run 8 lanes wide with no -ffast-math.
- * The float sums therefore run in another order than torch's; losses agree with the
- * reference loop to about 1e-6 over 200k steps. */
+ * - matmuls are register-tiled kernels in GCC/Clang vector extensions; BatchNorm, tanh and
+ *   their gradients are fused per column vector (one pass over the batch in L1), and
+ *   tanh/exp are inline vector polynomials, so the hot loops run whole vectors with no
+ *   -ffast-math.
+ * The vector width is the widest the compiler targets: 16 lanes with AVX-512 (-march=native
+ * on a CPU that has it), else 8 (AVX2, or two SSE registers per vector elsewhere).
+ * The float sums run in another order than torch's; losses agree with the reference loop
+ * to about 1e-6 over 200k steps.
+ * Built with -DCHARMLP_PROFILE, each phase of a step is timed (charmlp_profile). */
+#define _POSIX_C_SOURCE 199309L
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum { P_C, P_W1, P_B1, P_W2, P_B2, P_D, P_GAIN, P_BIAS, NP };
 static const int DECAYED[NP] = {1, 1, 0, 1, 0, 1, 0, 0}; /* 2-D parameters */
+static const int H_LAST[NP] = {0, 1, 1, 0, 0, 0, 1, 1};  /* rows of H floats: padded for a run */
 
 typedef struct {
     int64_t V, E, T, H, B;
@@ -38,229 +49,281 @@ typedef struct {
     float *rmean, *rstd;
 } Net;
 
-typedef struct {
-    float *x, *hpre, *xhat, *h, *logits, *dlog, *dh, *dx;   /* activations and their grads */
-    float *mean, *std;  /* batch statistics */
-    float *scale, *mb, *dg;
-    float *w2t[3];  /* W2^T (V, H) and its optimizer state, which stand in for W2 during a run */
-    float *grad[NP];
-    int64_t size[NP];
-    /* The first layer by distinct token: per position t, the batch's distinct tokens
-     * uniq[t] (first-seen order), each example's index into them slot[t], their count nuniq[t];
-     * cu[t] = C[uniq[t]] rows; rows/grows hold one position's (count, H) / (count, E) rows. */
-    int32_t *uniq, *slot, *seen;
-    int64_t *nuniq;
-    float *cu, *rows, *grows;
-    int64_t umax;  /* min(V, B): the most distinct tokens a position can have */
-} Work;
+#if defined(CHARMLP_VL)  /* tests build the 16-lane code on 8-lane machines this way */
+#define VL CHARMLP_VL
+#elif defined(__AVX512F__)
+#define VL 16
+#else
+#define VL 8
+#endif
+typedef float vf __attribute__((vector_size(4 * VL)));    /* GCC/Clang vector extensions: */
+typedef int32_t vi __attribute__((vector_size(4 * VL)));  /* one AVX/AVX-512 register each */
 
-typedef float v8 __attribute__((vector_size(32)));    /* GCC/Clang vector extensions: */
-typedef int32_t i8v __attribute__((vector_size(32)));  /* one AVX register each */
+int64_t charmlp_lanes(void) { return VL; }
 
-static inline v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
-static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
-static inline v8 splat(float x) { return (v8){x, x, x, x, x, x, x, x}; }
-static inline v8 blend(i8v mask, v8 a, v8 b) { return (v8)((mask & (i8v)a) | (~mask & (i8v)b)); }
+static inline vf load(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void store(float *p, vf v) { memcpy(p, &v, sizeof v); }
+static inline vf splat(float x) { return x - (vf){0}; }  /* a broadcast (x - 0 is x, -0 too) */
+static inline vf blend(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (~mask & (vi)b)); }
+typedef float v4 __attribute__((vector_size(16)));
+static inline float hsum(vf v) {  /* 128-bit quarters added as vectors, then 4 lanes */
+    v4 a, b;
+    memcpy(&a, &v, sizeof a);
+    for (int i = 1; i < VL / 4; i++) {
+        memcpy(&b, (const char *)&v + sizeof b * i, sizeof b);
+        a += b;
+    }
+    return (a[0] + a[2]) + (a[1] + a[3]);
+}
+static inline int64_t round_up(int64_t x) { return (x + VL - 1) / VL * VL; }
 
-/* exp(x), 8 lanes, for x in [-87, 88] (clamped): Cody-Waite reduction by round(x/ln2) (the
+/* ---- profiling (compiled in with -DCHARMLP_PROFILE only) ---- */
+enum { PH_TOKENS, PH_FIRST_FWD, PH_BN_TANH, PH_OUT_FWD, PH_SOFTMAX, PH_OUT_BWD, PH_BN_BWD,
+       PH_FIRST_BWD, PH_EMB_GRAD, PH_OPTIM, NPH };
+#ifdef CHARMLP_PROFILE
+static double prof[NPH];
+static double prof_t;
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+#define PROF_START() (prof_t = now_s())
+#define PROF(ph) do { double t_ = now_s(); prof[ph] += t_ - prof_t; prof_t = t_; } while (0)
+#else
+#define PROF_START() ((void)0)
+#define PROF(ph) ((void)0)
+#endif
+
+/* Seconds spent in each phase since the last call (all zero unless built to profile);
+ * returns the number of phases. */
+int64_t charmlp_profile(double *out) {
+#ifdef CHARMLP_PROFILE
+    memcpy(out, prof, sizeof prof);
+    memset(prof, 0, sizeof prof);
+#else
+    memset(out, 0, sizeof(double) * NPH);
+#endif
+    return NPH;
+}
+
+/* exp(x) for x in [-87, 88] (clamped): Cody-Waite reduction by round(x/ln2) (the
  * 1.5*2^23 trick rounds and leaves n in the low mantissa bits) and a degree-6 polynomial,
  * about 1 ulp. libm's expf/tanhf are calls per element and were half the step time. */
-static inline v8 vexp(v8 x) {
+static inline vf vexp(vf x) {
     const float magic = 12582912.0f;  /* 1.5 * 2^23 */
     x = blend(x < splat(-87.0f), splat(-87.0f), x);
     x = blend(x > splat(88.0f), splat(88.0f), x);
-    v8 t = x * splat(1.44269504f) + splat(magic);
-    v8 n = t - splat(magic);
-    v8 r = x - n * splat(0.693145752f);  /* ln2 split in hi + lo so r is exact */
+    vf t = x * splat(1.44269504f) + splat(magic);
+    vf n = t - splat(magic);
+    vf r = x - n * splat(0.693145752f);  /* ln2 split in hi + lo so r is exact */
     r = r - n * splat(1.42860677e-06f);
-    v8 p = splat(1.0f / 720.0f);
+    vf p = splat(1.0f / 720.0f);
     p = p * r + splat(1.0f / 120.0f);
     p = p * r + splat(1.0f / 24.0f);
     p = p * r + splat(1.0f / 6.0f);
     p = p * r + splat(0.5f);
     p = p * r + splat(1.0f);
     p = p * r + splat(1.0f);
-    i8v ni = (i8v)t - (i8v)splat(magic);
-    return p * (v8)((ni + 127) << 23);
+    vi ni = (vi)t - (vi)splat(magic);
+    return p * (vf)((ni + 127) << 23);
 }
 
 /* tanh(x) = sign(x) (1 - 2 / (exp(2|x|) + 1)), or its odd Taylor series near 0 where that
  * form cancels. Absolute error ~1e-7, as tanhf's. */
-static inline v8 vtanh(v8 x) {
-    const i8v signbit = (i8v)splat(-0.0f);
-    v8 a = (v8)((i8v)x & ~signbit);
+static inline vf vtanh(vf x) {
+    const vi signbit = (vi)splat(-0.0f);
+    vf a = (vf)((vi)x & ~signbit);
     a = blend(a > splat(9.0f), splat(9.0f), a);  /* tanh(9) == 1 in float */
-    v8 big = splat(1.0f) - splat(2.0f) / (vexp(a + a) + splat(1.0f));
-    v8 a2 = a * a;
-    v8 small = a * (splat(1.0f) + a2 * (splat(-1.0f / 3.0f) + a2 * (splat(2.0f / 15.0f)
+    vf big = splat(1.0f) - splat(2.0f) / (vexp(a + a) + splat(1.0f));
+    vf a2 = a * a;
+    vf small = a * (splat(1.0f) + a2 * (splat(-1.0f / 3.0f) + a2 * (splat(2.0f / 15.0f)
                + a2 * (splat(-17.0f / 315.0f) + a2 * splat(62.0f / 2835.0f)))));
-    v8 t = blend(a < splat(0.125f), small, big);
-    return (v8)((i8v)t | ((i8v)x & signbit));
+    vf t = blend(a < splat(0.125f), small, big);
+    return (vf)((vi)t | ((vi)x & signbit));
 }
 
-/* f over n floats, 8 at a time; the tail goes through a zero-padded vector. */
-#define VMAP(f, n, in, out)                                                    \
-    do {                                                                       \
-        int64_t i_ = 0;                                                        \
-        for (; i_ + 8 <= (n); i_ += 8) store8((out) + i_, f(load8((in) + i_))); \
-        if (i_ < (n)) {                                                        \
-            float buf_[8] = {0};                                               \
-            memcpy(buf_, (in) + i_, sizeof(float) * ((n) - i_));               \
-            store8(buf_, f(load8(buf_)));                                      \
-            memcpy((out) + i_, buf_, sizeof(float) * ((n) - i_));              \
-        }                                                                      \
-    } while (0)
-
-/* out[j] += a * v[j]: the one inner loop of every matmul here. */
-static inline void axpy(int64_t n, float a, const float *restrict v, float *restrict out) {
-    for (int64_t j = 0; j < n; j++) out[j] += a * v[j];
+/* out[j] += in[j] over n floats, n a multiple of VL */
+static inline void vadd_to(int64_t n, const float *restrict in, float *restrict out) {
+    for (int64_t j = 0; j < n; j += VL) store(out + j, load(out + j) + load(in + j));
 }
 
-/* C (M, N) (+)= A (M, K) @ Bm (K, N); A's element (i, k) is A[i*sai + k*sak], so A^T is
- * the same call with the strides swapped (no transposed copy). Bm and C are row-major.
- * acc=0 overwrites C instead of adding to it (no memset first). Register tiles of R rows x
- * W columns (R*W/8 accumulators, 12 in the main 6x16 tile, so both FMA units stay busy
- * through FMA latency): each loaded row chunk of Bm serves R rows of A, and C is read and
- * written once per tile instead of once per k. The last chunk of a row that does not fill
- * 8 lanes (nv < 8) is loaded whole from Bm's next row, or from a zero-padded copy on Bm's
- * last row, and only its nv valid lanes are stored. */
+/* C (M, N) (+)= A (M, K) @ Bm (K, N), N a multiple of VL; A's element (i, k) is
+ * A[i*sai + k*sak], so A^T is the same call with the strides swapped (no transposed copy).
+ * acc=0 overwrites C instead of adding to it (no memset first); acc=2 treats C as a weight
+ * and applies plain SGD with this product as its gradient, C += step * (A@Bm + wd * C), so
+ * the gradient is never stored and read back. Register tiles of R rows x
+ * Q vectors (12 accumulators in the main 6 x 2 tile, so both FMA units stay busy through
+ * FMA latency): each loaded vector of Bm serves R rows of A, and C is read and written
+ * once per tile instead of once per k. */
 static inline __attribute__((always_inline)) void gemm_tile(
-    const int R, const int W, int nv, int64_t i, int64_t j, int64_t K, int64_t N,
+    const int R, const int Q, int64_t i, int64_t j, int64_t K, int64_t N,
     const float *restrict A, int64_t sai, int64_t sak, const float *restrict Bm,
-    float *restrict C, int acc) {
-    v8 s[6][4];
-    const int Q = W / 8;
+    float *restrict C, int acc, float step, float wd) {
+    vf s[6][2];
     for (int r = 0; r < R; r++)
-        for (int q = 0; q < Q; q++) {
-            float buf[8] = {0};
-            if (acc) memcpy(buf, C + (i + r) * N + j + 8 * q, sizeof(float) * (q < Q - 1 ? 8 : nv));
-            s[r][q] = load8(buf);
-        }
+        for (int q = 0; q < Q; q++)
+            s[r][q] = acc == 1 ? load(C + (i + r) * N + j + VL * q) : splat(0.0f);
     const float *a = A + i * sai;
     const float *b = Bm + j;
     for (int64_t k = 0; k < K; k++) {
-        const float *row = b + k * N;
-        v8 bv[4];
-        for (int q = 0; q < Q - 1; q++) bv[q] = load8(row + 8 * q);
-        if (nv == 8 || k < K - 1) {
-            bv[Q - 1] = load8(row + 8 * (Q - 1));
-        } else {  /* a short chunk on Bm's last row: whole 8 lanes would read past its end */
-            float buf[8] = {0};
-            memcpy(buf, row + 8 * (Q - 1), sizeof(float) * nv);
-            bv[Q - 1] = load8(buf);
-        }
+        vf bv[2];
+        for (int q = 0; q < Q; q++) bv[q] = load(b + k * N + VL * q);
         for (int r = 0; r < R; r++) {
-            const v8 x = splat(a[r * sai + k * sak]);
+            const vf x = splat(a[r * sai + k * sak]);
             for (int q = 0; q < Q; q++) s[r][q] += x * bv[q];
         }
     }
     for (int r = 0; r < R; r++)
         for (int q = 0; q < Q; q++) {
-            float buf[8];
-            store8(buf, s[r][q]);
-            memcpy(C + (i + r) * N + j + 8 * q, buf, sizeof(float) * (q < Q - 1 ? 8 : nv));
+            float *c = C + (i + r) * N + j + VL * q;
+            if (acc == 2) {  /* torch.optim.SGD: g += wd*p; p += -lr*g */
+                const vf p = load(c);
+                store(c, p + splat(step) * (s[r][q] + splat(wd) * p));
+            } else {
+                store(c, s[r][q]);
+            }
         }
 }
 
-/* Rows i..i+R of C: 16-column tiles (32 for one or two rows, which have fewer
- * accumulators), then the rest of the row in one tile. */
-static inline __attribute__((always_inline)) void gemm_rows(
-    const int R, int64_t i, int64_t K, int64_t N, const float *restrict A, int64_t sai,
-    int64_t sak, const float *restrict Bm, float *restrict C, int acc) {
-    const int W = R <= 2 ? 32 : 16;
+/* Columns j..j+Q*VL of C, all rows: tiles of 6 rows, then the rows left over in one tile.
+ * Going down the rows with a column block fixed keeps that block of Bm (K x Q vectors) in
+ * L1 for every row tile, so a weight larger than L2 streams in once per product. */
+static inline __attribute__((always_inline)) void gemm_cols(
+    const int Q, int64_t j, int64_t M, int64_t K, int64_t N, const float *restrict A,
+    int64_t sai, int64_t sak, const float *restrict Bm, float *restrict C, int acc, float step,
+    float wd) {
+    int64_t i = 0;
+    for (; i + 6 <= M; i += 6) gemm_tile(6, Q, i, j, K, N, A, sai, sak, Bm, C, acc, step, wd);
+    switch (M - i) {
+    case 5: gemm_tile(5, Q, i, j, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
+    case 4: gemm_tile(4, Q, i, j, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
+    case 3: gemm_tile(3, Q, i, j, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
+    case 2: gemm_tile(2, Q, i, j, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
+    case 1: gemm_tile(1, Q, i, j, K, N, A, sai, sak, Bm, C, acc, step, wd); break;
+    }
+}
+
+static inline __attribute__((always_inline)) void gemm_any(
+    int64_t M, int64_t K, int64_t N, const float *restrict A, int64_t sai, int64_t sak,
+    const float *restrict Bm, float *restrict C, int acc, float step, float wd) {
     int64_t j = 0;
-    for (; j + W <= N; j += W) gemm_tile(R, W, 8, i, j, K, N, A, sai, sak, Bm, C, acc);
-    const int64_t left = N - j;
-    if (left > 24) gemm_tile(R, 32, (int)(left - 24), i, j, K, N, A, sai, sak, Bm, C, acc);
-    else if (left > 16) gemm_tile(R, 24, (int)(left - 16), i, j, K, N, A, sai, sak, Bm, C, acc);
-    else if (left > 8) gemm_tile(R, 16, (int)(left - 8), i, j, K, N, A, sai, sak, Bm, C, acc);
-    else if (left > 0) gemm_tile(R, 8, (int)left, i, j, K, N, A, sai, sak, Bm, C, acc);
+    for (; j + 2 * VL <= N; j += 2 * VL) gemm_cols(2, j, M, K, N, A, sai, sak, Bm, C, acc, step, wd);
+    if (j < N) gemm_cols(1, j, M, K, N, A, sai, sak, Bm, C, acc, step, wd);
 }
 
 static void gemm(int64_t M, int64_t K, int64_t N, const float *restrict A, int64_t sai,
                  int64_t sak, const float *restrict Bm, float *restrict C, int acc) {
-    int64_t i = 0;
-    for (; i + 6 <= M; i += 6) gemm_rows(6, i, K, N, A, sai, sak, Bm, C, acc);
-    switch (M - i) {  /* leftover rows in one tile, not one row at a time */
-    case 5: gemm_rows(5, i, K, N, A, sai, sak, Bm, C, acc); break;
-    case 4: gemm_rows(4, i, K, N, A, sai, sak, Bm, C, acc); break;
-    case 3: gemm_rows(3, i, K, N, A, sai, sak, Bm, C, acc); break;
-    case 2: gemm_rows(2, i, K, N, A, sai, sak, Bm, C, acc); break;
-    case 1: gemm_rows(1, i, K, N, A, sai, sak, Bm, C, acc); break;
-    }
+    gemm_any(M, K, N, A, sai, sak, Bm, C, acc, 0.0f, 0.0f);
 }
 
-static inline float hsum(v8 v) {
-    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+/* P (M, N) += step * (A @ Bm + wd * P): a weight gradient applied as plain SGD */
+static void gemm_sgd(int64_t M, int64_t K, int64_t N, const float *restrict A, int64_t sai,
+                     int64_t sak, const float *restrict Bm, float *restrict P, float step,
+                     float wd) {
+    gemm_any(M, K, N, A, sai, sak, Bm, P, 2, step, wd);
 }
 
-/* C (M, N) += A (M, K) @ Bt (N, K)^T for rows i..i+R, columns j..j+Q: dot products of
- * contiguous rows, R*Q accumulators, so a weight used as W^T needs no transposed copy. */
+/* C (M, N) (+)= A (M, K) @ Bt (N, K)^T for rows i..i+R, columns j..j+Q: dot products of
+ * contiguous rows, R*Q accumulators, so a weight used as W^T needs no transposed copy.
+ * K is a multiple of VL (the padded H). */
 static inline __attribute__((always_inline)) void nt_tile(
     const int R, const int Q, int64_t i, int64_t j, int64_t K, int64_t N,
-    const float *restrict A, const float *restrict Bt, float *restrict C) {
-    v8 s[4][3];
+    const float *restrict A, const float *restrict Bt, float *restrict C, int acc) {
+    vf s[4][3];
     for (int r = 0; r < R; r++)
         for (int q = 0; q < Q; q++) s[r][q] = splat(0.0f);
-    const int64_t K8 = K - K % 8;
-    for (int64_t k = 0; k < K8; k += 8) {
-        v8 b[3];
-        for (int q = 0; q < Q; q++) b[q] = load8(Bt + (j + q) * K + k);
+    for (int64_t k = 0; k < K; k += VL) {
+        vf b[3];
+        for (int q = 0; q < Q; q++) b[q] = load(Bt + (j + q) * K + k);
         for (int r = 0; r < R; r++) {
-            const v8 a = load8(A + (i + r) * K + k);
+            const vf a = load(A + (i + r) * K + k);
             for (int q = 0; q < Q; q++) s[r][q] += a * b[q];
         }
     }
     for (int r = 0; r < R; r++)
         for (int q = 0; q < Q; q++) {
-            float t = hsum(s[r][q]);
-            for (int64_t k = K8; k < K; k++) t += A[(i + r) * K + k] * Bt[(j + q) * K + k];
-            C[(i + r) * N + j + q] += t;
+            float *c = C + (i + r) * N + j + q;
+            *c = acc ? *c + hsum(s[r][q]) : hsum(s[r][q]);
         }
 }
 
 static inline __attribute__((always_inline)) void nt_rows(
     const int R, int64_t i, int64_t K, int64_t N, const float *restrict A,
-    const float *restrict Bt, float *restrict C) {
+    const float *restrict Bt, float *restrict C, int acc) {
     int64_t j = 0;
-    for (; j + 3 <= N; j += 3) nt_tile(R, 3, i, j, K, N, A, Bt, C);
-    if (N - j == 2) nt_tile(R, 2, i, j, K, N, A, Bt, C);
-    else if (N - j == 1) nt_tile(R, 1, i, j, K, N, A, Bt, C);
+    for (; j + 3 <= N; j += 3) nt_tile(R, 3, i, j, K, N, A, Bt, C, acc);
+    if (N - j == 2) nt_tile(R, 2, i, j, K, N, A, Bt, C, acc);
+    else if (N - j == 1) nt_tile(R, 1, i, j, K, N, A, Bt, C, acc);
 }
 
-/* C (M, N) += A (M, K) @ Bt (N, K)^T in tiles of 4 rows x 3 columns (12 accumulators). */
+/* C (M, N) (+)= A (M, K) @ Bt (N, K)^T in tiles of 4 rows x 3 columns (12 accumulators). */
 static void gemm_nt(int64_t M, int64_t K, int64_t N, const float *restrict A,
-                    const float *restrict Bt, float *restrict C) {
+                    const float *restrict Bt, float *restrict C, int acc) {
     int64_t i = 0;
-    for (; i + 4 <= M; i += 4) nt_rows(4, i, K, N, A, Bt, C);
+    for (; i + 4 <= M; i += 4) nt_rows(4, i, K, N, A, Bt, C, acc);
     switch (M - i) {
-    case 3: nt_rows(3, i, K, N, A, Bt, C); break;
-    case 2: nt_rows(2, i, K, N, A, Bt, C); break;
-    case 1: nt_rows(1, i, K, N, A, Bt, C); break;
+    case 3: nt_rows(3, i, K, N, A, Bt, C, acc); break;
+    case 2: nt_rows(2, i, K, N, A, Bt, C, acc); break;
+    case 1: nt_rows(1, i, K, N, A, Bt, C, acc); break;
     }
 }
+
+/* ---- the direct connections (model=bengio): plain loops, off the hot path ---- */
 
 /* out (B, N) += in (B, K) @ W (K, N) */
 static void matmul_acc(int64_t B, int64_t K, int64_t N, const float *restrict in,
                        const float *restrict W, float *restrict out) {
-    gemm(B, K, N, in, K, 1, W, out, 1);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t k = 0; k < K; k++) {
+            const float a = in[b * K + k];
+            for (int64_t j = 0; j < N; j++) out[b * N + j] += a * W[k * N + j];
+        }
 }
 
-/* G (K, N) = A^T (K, B) @ Dy (B, N): weight gradient, overwriting G. */
+/* G (K, N) = A^T @ Dy: A (B, K), Dy (B, N), overwriting G */
 static void matmul_tn(int64_t B, int64_t K, int64_t N, const float *restrict A,
                       const float *restrict Dy, float *restrict G) {
-    gemm(K, B, N, A, 1, K, Dy, G, 0);
+    memset(G, 0, sizeof(float) * K * N);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t k = 0; k < K; k++) {
+            const float a = A[b * K + k];
+            for (int64_t j = 0; j < N; j++) G[k * N + j] += a * Dy[b * N + j];
+        }
 }
 
-/* colsum (N) = sum over the B rows of A (B, N) */
-static void colsum(int64_t B, int64_t N, const float *restrict A, float *restrict out) {
-    memset(out, 0, sizeof(float) * N);
-    for (int64_t b = 0; b < B; b++) axpy(N, 1.0f, A + b * N, out);
+/* out (B, K) = Dy (B, N) @ W (K, N)^T */
+static void matmul_nt_plain(int64_t B, int64_t K, int64_t N, const float *restrict Dy,
+                            const float *restrict W, float *restrict out) {
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t k = 0; k < K; k++) {
+            float s = 0.0f;
+            for (int64_t j = 0; j < N; j++) s += Dy[b * N + j] * W[k * N + j];
+            out[b * K + k] = s;
+        }
 }
 
-static void broadcast_rows(int64_t B, int64_t N, const float *row, float *out) {
-    for (int64_t b = 0; b < B; b++) memcpy(out + b * N, row, sizeof(float) * N);
-}
+/* ---- the training step ---- */
+
+typedef struct {
+    int64_t Hp;  /* H padded to a multiple of VL */
+    float *x, *hpre, *xhat, *h, *logits, *dlog, *dh, *dx;  /* activations and their grads */
+    float *mean, *std, *inv;  /* batch statistics, inv = 1/std */
+    float *padone;  /* (Hp): 0 on the H real columns, 1 on the pad (keeps pad std at 1) */
+    float *grad[NP];
+    int64_t size[NP];
+    /* The first layer by distinct token: per position t, the batch's distinct tokens
+     * uniq[t] (first-seen order), each example's index into them slot[t], their count nuniq[t];
+     * cu[t] = C[uniq[t]] rows; rows/grows hold one position's (count, Hp) / (count, E) rows. */
+    int32_t *uniq, *slot, *seen;
+    int64_t *nuniq;
+    float *cu, *rows, *grows;
+    int64_t umax;  /* min(V, B): the most distinct tokens a position can have */
+    /* Plain SGD (no momentum) updates W1 and W2 inside their gradient products (gemm_sgd),
+     * each after its last use in the step: fused, with this step's -lr and weight decay. */
+    int fused;
+    float step, wd;
+} Work;
 
 /* The first layer works per context position t on the batch's distinct tokens there (about
  * 13 of 32 examples' worth at batch 32, at most V), because x @ W1 is a sum over t of
@@ -290,147 +353,199 @@ static void group_tokens(const Net *n, Work *w, const int64_t *X) {
     }
 }
 
-/* hpre (B, H) += x @ W1, by distinct token */
+/* hpre (B, Hp) = b1 (or 0) + x @ W1, by distinct token */
 static void first_layer(const Net *n, Work *w) {
-    const int64_t E = n->E, H = n->H, B = n->B;
+    const int64_t E = n->E, Hp = w->Hp, B = n->B;
     for (int64_t t = 0; t < n->T; t++) {
         const int32_t *slot = w->slot + t * B;
-        gemm(w->nuniq[t], E, H, w->cu + t * w->umax * E, E, 1, n->param[P_W1] + t * E * H,
+        gemm(w->nuniq[t], E, Hp, w->cu + t * w->umax * E, E, 1, n->param[P_W1] + t * E * Hp,
              w->rows, 0);
-        for (int64_t b = 0; b < B; b++) axpy(H, 1.0f, w->rows + slot[b] * H, w->hpre + b * H);
+        for (int64_t b = 0; b < B; b++) {
+            const float *row = w->rows + slot[b] * Hp;
+            float *out = w->hpre + b * Hp;
+            if (t > 0) vadd_to(Hp, row, out);
+            else if (n->batchnorm) memcpy(out, row, sizeof(float) * Hp);
+            else for (int64_t j = 0; j < Hp; j += VL) store(out + j, load(n->param[P_B1] + j) + load(row + j));
+        }
     }
 }
 
 /* dW1 = x^T @ dh and dC += the scatter of dh @ W1^T, by distinct token (dC zeroed first) */
 static void first_layer_grad(const Net *n, Work *w) {
-    const int64_t E = n->E, H = n->H, B = n->B;
+    const int64_t E = n->E, Hp = w->Hp, B = n->B;
     for (int64_t t = 0; t < n->T; t++) {
         const int64_t count = w->nuniq[t];
         const int32_t *slot = w->slot + t * B, *uniq = w->uniq + t * w->umax;
-        const float *W1t = n->param[P_W1] + t * E * H;
-        memset(w->rows, 0, sizeof(float) * count * H);
-        for (int64_t b = 0; b < B; b++) axpy(H, 1.0f, w->dh + b * H, w->rows + slot[b] * H);
-        gemm(E, count, H, w->cu + t * w->umax * E, 1, E, w->rows, w->grad[P_W1] + t * E * H, 0);
-        memset(w->grows, 0, sizeof(float) * count * E);
-        gemm_nt(count, H, E, w->rows, W1t, w->grows);
-        for (int64_t i = 0; i < count; i++) axpy(E, 1.0f, w->grows + i * E, w->grad[P_C] + uniq[i] * E);
+        float *W1t = n->param[P_W1] + t * E * Hp;
+        memset(w->rows, 0, sizeof(float) * count * Hp);
+        for (int64_t b = 0; b < B; b++) vadd_to(Hp, w->dh + b * Hp, w->rows + slot[b] * Hp);
+        gemm_nt(count, Hp, E, w->rows, W1t, w->grows, 0);  /* uses W1_t before its update */
+        if (w->fused)
+            gemm_sgd(E, count, Hp, w->cu + t * w->umax * E, 1, E, w->rows, n->param[P_W1] + t * E * Hp,
+                     w->step, w->wd);
+        else
+            gemm(E, count, Hp, w->cu + t * w->umax * E, 1, E, w->rows, w->grad[P_W1] + t * E * Hp, 0);
+        for (int64_t i = 0; i < count; i++) {
+            float *dc = w->grad[P_C] + uniq[i] * E;
+            const float *gr = w->grows + i * E;
+            for (int64_t e = 0; e < E; e++) dc[e] += gr[e];
+        }
     }
+}
+
+/* BatchNorm (batch statistics) and tanh, one column vector at a time: the B rows of a
+ * column vector stay in L1 through mean, variance, normalisation and tanh. */
+static void batchnorm_tanh(const Net *n, Work *w) {
+    const int64_t B = n->B, Hp = w->Hp;
+    const float *gain = n->param[P_GAIN], *bias = n->param[P_BIAS];
+    const vf ib = splat(1.0f / (float)B), ibm1 = splat(1.0f / (float)(B - 1));
+    for (int64_t j = 0; j < Hp; j += VL) {
+        vf sum = splat(0.0f);
+        for (int64_t b = 0; b < B; b++) sum += load(w->hpre + b * Hp + j);
+        const vf mean = sum * ib;
+        vf ss = splat(0.0f);
+        for (int64_t b = 0; b < B; b++) {
+            const vf c = load(w->hpre + b * Hp + j) - mean;
+            ss += c * c;
+        }
+        vf var = ss * ibm1, std = var;
+        for (int l = 0; l < VL; l++) std[l] = sqrtf(var[l]);
+        std += load(w->padone + j);
+        const vf inv = splat(1.0f) / std, g = load(gain + j), bb = load(bias + j);
+        store(w->mean + j, mean);
+        store(w->std + j, std);
+        store(w->inv + j, inv);
+        for (int64_t b = 0; b < B; b++) {
+            const vf xh = (load(w->hpre + b * Hp + j) - mean) * inv;
+            store(w->xhat + b * Hp + j, xh);
+            store(w->h + b * Hp + j, vtanh(g * xh + bb));
+        }
+    }
+}
+
+/* log(sum(exp(l))) of one row of V logits, stably; e gets exp(l - max), *sum their sum */
+static float log_sum_exp(int64_t V, const float *l, float *e, float *sum) {
+    float mx = l[0], s = 0.0f, buf[VL];
+    for (int64_t v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+    int64_t v = 0;
+    for (; v + VL <= V; v += VL) store(e + v, vexp(load(l + v) - splat(mx)));
+    if (v < V) {
+        for (int k = 0; k < VL; k++) buf[k] = v + k < V ? l[v + k] - mx : 0.0f;
+        store(buf, vexp(load(buf)));
+        memcpy(e + v, buf, sizeof(float) * (V - v));
+    }
+    for (v = 0; v < V; v++) s += e[v];
+    *sum = s;
+    return mx + logf(s);
 }
 
 /* Forward pass; returns the batch's mean cross-entropy and leaves dlog = d loss / d logits. */
 static float forward(const Net *n, Work *w, const int64_t *X, const int64_t *Y) {
-    const int64_t V = n->V, E = n->E, T = n->T, H = n->H, B = n->B, F = T * E;
+    const int64_t V = n->V, E = n->E, T = n->T, Hp = w->Hp, B = n->B, F = T * E;
+    PROF_START();
     group_tokens(n, w, X);
     if (n->direct)  /* x = C[X].view(B, T*E), for the direct connections only */
         for (int64_t b = 0; b < B; b++)
             for (int64_t t = 0; t < T; t++)
                 memcpy(w->x + b * F + t * E, n->param[P_C] + X[b * T + t] * E, sizeof(float) * E);
+    PROF(PH_TOKENS);
+    first_layer(n, w);  /* (B, Hp) */
+    PROF(PH_FIRST_FWD);
+    if (n->batchnorm) batchnorm_tanh(n, w);
+    else for (int64_t i = 0; i < B * Hp; i += VL) store(w->h + i, vtanh(load(w->hpre + i)));
+    PROF(PH_BN_TANH);
 
-    if (n->batchnorm) memset(w->hpre, 0, sizeof(float) * B * H);
-    else broadcast_rows(B, H, n->param[P_B1], w->hpre);
-    first_layer(n, w);  /* (B, H) */
-
-    if (n->batchnorm) {
-        const float *gain = n->param[P_GAIN], *bias = n->param[P_BIAS];
-        colsum(B, H, w->hpre, w->mean);
-        for (int64_t j = 0; j < H; j++) w->mean[j] /= (float)B;
-        memset(w->std, 0, sizeof(float) * H);
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t j = 0; j < H; j++) {
-                float c = w->hpre[b * H + j] - w->mean[j];
-                w->xhat[b * H + j] = c;
-                w->std[j] += c * c;
-            }
-        for (int64_t j = 0; j < H; j++) w->std[j] = sqrtf(w->std[j] / (float)(B - 1));
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t j = 0; j < H; j++) {
-                float xh = w->xhat[b * H + j] / w->std[j];
-                w->xhat[b * H + j] = xh;
-                w->h[b * H + j] = gain[j] * xh + bias[j];
-            }
-        VMAP(vtanh, B * H, w->h, w->h);
-    } else {
-        VMAP(vtanh, B * H, w->hpre, w->h);
-    }
-
-    broadcast_rows(B, V, n->param[P_B2], w->logits);
-    gemm_nt(B, H, V, w->h, n->param[P_W2], w->logits);  /* (B, V) = h @ W2 (held as W2^T) */
+    for (int64_t b = 0; b < B; b++) memcpy(w->logits + b * V, n->param[P_B2], sizeof(float) * V);
+    gemm_nt(B, Hp, V, w->h, n->param[P_W2], w->logits, 1);  /* (B, V) += h @ W2 (held as W2^T) */
     if (n->direct) matmul_acc(B, F, V, w->x, n->param[P_D], w->logits);
+    PROF(PH_OUT_FWD);
 
-    /* stable log-sum-exp; dlog = (softmax - onehot) / B */
+    /* dlog = (softmax - onehot) / B */
     double loss = 0.0;
     for (int64_t b = 0; b < B; b++) {
+        float *d = w->dlog + b * V, s;
         const float *l = w->logits + b * V;
-        float *d = w->dlog + b * V;
-        float mx = l[0];
-        for (int64_t v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
-        float s = 0.0f;
-        for (int64_t v = 0; v < V; v++) d[v] = l[v] - mx;
-        VMAP(vexp, V, d, d);
-        for (int64_t v = 0; v < V; v++) s += d[v];
-        float lse = mx + logf(s), inv = 1.0f / (s * (float)B);
-        loss += lse - l[Y[b]];
+        loss += log_sum_exp(V, l, d, &s) - l[Y[b]];
+        const float inv = 1.0f / (s * (float)B);
         for (int64_t v = 0; v < V; v++) d[v] *= inv;
         d[Y[b]] -= 1.0f / (float)B;
     }
+    PROF(PH_SOFTMAX);
     return (float)(loss / (double)B);
 }
 
+/* Gradient of tanh and BatchNorm, one column vector at a time (as batchnorm_tanh):
+ * dhpre = gain/std * (d - sum(d)/B - xhat * sum(d*xhat)/(B-1)), d = dh * (1 - h^2). */
+static void batchnorm_tanh_grad(const Net *n, Work *w) {
+    const int64_t B = n->B, Hp = w->Hp;
+    const vf ib = splat(1.0f / (float)B), ibm1 = splat(1.0f / (float)(B - 1)), one = splat(1.0f);
+    for (int64_t j = 0; j < Hp; j += VL) {
+        vf dgain = splat(0.0f), dbias = splat(0.0f);
+        for (int64_t b = 0; b < B; b++) {
+            const vf h = load(w->h + b * Hp + j);
+            const vf d = load(w->dh + b * Hp + j) * (one - h * h);
+            store(w->dh + b * Hp + j, d);
+            dgain += d * load(w->xhat + b * Hp + j);
+            dbias += d;
+        }
+        store(w->grad[P_GAIN] + j, dgain);
+        store(w->grad[P_BIAS] + j, dbias);
+        const vf scale = load(n->param[P_GAIN] + j) * load(w->inv + j);
+        const vf mb = dbias * ib, dg = dgain * ibm1;
+        for (int64_t b = 0; b < B; b++) {
+            const vf d = load(w->dh + b * Hp + j) - mb - load(w->xhat + b * Hp + j) * dg;
+            store(w->dh + b * Hp + j, d * scale);
+        }
+    }
+}
+
 static void backward(const Net *n, Work *w, const int64_t *X) {
-    const int64_t V = n->V, E = n->E, T = n->T, H = n->H, B = n->B, F = T * E;
+    const int64_t V = n->V, E = n->E, T = n->T, Hp = w->Hp, B = n->B, F = T * E;
     float **g = w->grad;
-    gemm(V, B, H, w->dlog, 1, V, w->h, g[P_W2], 0);  /* dW2^T (V, H) = dlog^T @ h */
-    colsum(B, V, w->dlog, g[P_B2]);
-    gemm(B, V, H, w->dlog, V, 1, n->param[P_W2], w->dh, 0);  /* (B, H) = dlog @ W2^T */
+    gemm(B, V, Hp, w->dlog, V, 1, n->param[P_W2], w->dh, 0);  /* (B, Hp) = dlog @ W2^T */
+    if (w->fused)  /* dW2^T (V, Hp) = dlog^T @ h, applied at once */
+        gemm_sgd(V, B, Hp, w->dlog, 1, V, w->h, n->param[P_W2], w->step, w->wd);
+    else
+        gemm(V, B, Hp, w->dlog, 1, V, w->h, g[P_W2], 0);
+    memset(g[P_B2], 0, sizeof(float) * V);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t v = 0; v < V; v++) g[P_B2][v] += w->dlog[b * V + v];
+    PROF(PH_OUT_BWD);
 
     if (n->batchnorm) {
-        /* dhpre = gain/std * (dh - sum(dh)/B - xhat * sum(dh*xhat)/(B-1)) (unbiased std) */
-        float *dgain = g[P_GAIN], *dbias = g[P_BIAS];
-        memset(dgain, 0, sizeof(float) * H);
-        memset(dbias, 0, sizeof(float) * H);
-        float *restrict dh = w->dh;
-        const float *restrict h = w->h, *restrict xhat = w->xhat;
-        for (int64_t b = 0; b < B; b++)  /* tanh' fused with the gain/bias sums */
-            for (int64_t j = 0; j < H; j++) {
-                const float hv = h[b * H + j];
-                const float d = dh[b * H + j] * (1.0f - hv * hv);
-                dh[b * H + j] = d;
-                dgain[j] += d * xhat[b * H + j];
-                dbias[j] += d;
-            }
-        const float *gain = n->param[P_GAIN];
-        float *restrict scale = w->scale, *restrict mb = w->mb, *restrict dg = w->dg;
-        const float ib = 1.0f / (float)B, ibm1 = 1.0f / (float)(B - 1);
-        for (int64_t j = 0; j < H; j++) {
-            scale[j] = gain[j] / w->std[j];
-            mb[j] = dbias[j] * ib;
-            dg[j] = dgain[j] * ibm1;
-        }
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t j = 0; j < H; j++) {
-                float d = dh[b * H + j] - mb[j] - xhat[b * H + j] * dg[j];
-                dh[b * H + j] = d * scale[j];
-            }
+        batchnorm_tanh_grad(n, w);
     } else {
-        for (int64_t i = 0; i < B * H; i++) w->dh[i] *= 1.0f - w->h[i] * w->h[i];  /* tanh' */
-        colsum(B, H, w->dh, g[P_B1]);
+        const vf one = splat(1.0f);
+        memset(g[P_B1], 0, sizeof(float) * Hp);
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t j = 0; j < Hp; j += VL) {
+                const vf h = load(w->h + b * Hp + j);
+                const vf d = load(w->dh + b * Hp + j) * (one - h * h);
+                store(w->dh + b * Hp + j, d);
+                store(g[P_B1] + j, load(g[P_B1] + j) + d);
+            }
     }
+    PROF(PH_BN_BWD);
 
     memset(g[P_C], 0, sizeof(float) * V * E);
     first_layer_grad(n, w);
+    PROF(PH_FIRST_BWD);
     if (n->direct) {  /* dD = x^T @ dlog; dC gets the scatter of dlog @ D^T */
         matmul_tn(B, F, V, w->x, w->dlog, g[P_D]);
-        memset(w->dx, 0, sizeof(float) * B * F);
-        gemm_nt(B, V, F, w->dlog, n->param[P_D], w->dx);
+        matmul_nt_plain(B, F, V, w->dlog, n->param[P_D], w->dx);
         for (int64_t b = 0; b < B; b++)
-            for (int64_t t = 0; t < T; t++)
-                axpy(E, 1.0f, w->dx + b * F + t * E, g[P_C] + X[b * T + t] * E);
+            for (int64_t t = 0; t < T; t++) {
+                float *dc = g[P_C] + X[b * T + t] * E;
+                const float *dx = w->dx + b * F + t * E;
+                for (int64_t e = 0; e < E; e++) dc[e] += dx[e];
+            }
     }
+    PROF(PH_EMB_GRAD);
 }
 
 static void running_stats(const Net *n, const Work *w) {
     const float m = (float)n->bn_momentum, keep = (float)(1.0 - n->bn_momentum);
-    for (int64_t j = 0; j < n->H; j++) {
+    for (int64_t j = 0; j < w->Hp; j++) {
         n->rmean[j] = n->rmean[j] * keep + m * w->mean[j];
         n->rstd[j] = n->rstd[j] * keep + m * w->std[j];
     }
@@ -440,17 +555,24 @@ static void running_stats(const Net *n, const Work *w) {
 static void sgd(Net *n, Work *w, double lr) {
     const float mom = (float)n->momentum, neg_lr = (float)-lr;
     for (int i = 0; i < NP; i++) {
-        float *p = n->param[i], *g = w->grad[i], *buf = n->state1[i];
-        if (!p) continue;
+        float *restrict p = n->param[i], *restrict g = w->grad[i], *restrict buf = n->state1[i];
+        if (!p || (w->fused && (i == P_W1 || i == P_W2))) continue;  /* done in backward */
         const int64_t size = w->size[i];
         const float wd = DECAYED[i] ? (float)n->weight_decay : 0.0f;
-        if (wd != 0.0f) for (int64_t k = 0; k < size; k++) g[k] += wd * p[k];
-        if (mom != 0.0f) {
-            if (n->opt_steps == 0) memcpy(buf, g, sizeof(float) * size);
-            else for (int64_t k = 0; k < size; k++) buf[k] = mom * buf[k] + g[k];
-            g = buf;
+        if (mom == 0.0f) {  /* one pass: decay and step together */
+            if (wd != 0.0f) for (int64_t k = 0; k < size; k++) p[k] += neg_lr * (g[k] + wd * p[k]);
+            else for (int64_t k = 0; k < size; k++) p[k] += neg_lr * g[k];
+        } else if (n->opt_steps == 0) {
+            for (int64_t k = 0; k < size; k++) {
+                buf[k] = g[k] + wd * p[k];
+                p[k] += neg_lr * buf[k];
+            }
+        } else {
+            for (int64_t k = 0; k < size; k++) {
+                buf[k] = mom * buf[k] + (g[k] + wd * p[k]);
+                p[k] += neg_lr * buf[k];
+            }
         }
-        for (int64_t k = 0; k < size; k++) p[k] += neg_lr * g[k];
     }
 }
 
@@ -461,7 +583,8 @@ static void adamw(Net *n, Work *w, double lr) {
     const float w1 = (float)(1.0 - n->beta1), b2 = (float)n->beta2, w2 = (float)(1.0 - n->beta2);
     const float neg_step = (float)(-lr / bc1), bc2s = (float)bc2_sqrt, eps = (float)n->eps;
     for (int i = 0; i < NP; i++) {
-        float *p = n->param[i], *g = w->grad[i], *m = n->state1[i], *v = n->state2[i];
+        float *restrict p = n->param[i], *restrict g = w->grad[i];
+        float *restrict m = n->state1[i], *restrict v = n->state2[i];
         if (!p) continue;
         const int64_t size = w->size[i];
         const float decay = DECAYED[i] ? (float)(1.0 - lr * n->weight_decay) : 1.0f;
@@ -474,10 +597,32 @@ static void adamw(Net *n, Work *w, double lr) {
     }
 }
 
-/* out (cols, rows) = in (rows, cols)^T */
-static void transpose(int64_t rows, int64_t cols, const float *restrict in, float *restrict out) {
+/* ---- a run's padded copies ---- */
+
+/* out (cols, ldo) = in (rows, cols)^T, out's pad columns zero */
+static void transpose_in(int64_t rows, int64_t cols, int64_t ldo, const float *restrict in,
+                         float *restrict out) {
+    memset(out, 0, sizeof(float) * cols * ldo);
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) out[c * rows + r] = in[r * cols + c];
+        for (int64_t c = 0; c < cols; c++) out[c * ldo + r] = in[r * cols + c];
+}
+
+static void transpose_out(int64_t rows, int64_t cols, int64_t ldi, const float *restrict in,
+                          float *restrict out) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) out[r * cols + c] = in[c * ldi + r];
+}
+
+/* rows of H floats copied into rows of Hp (pad zero), and back */
+static void pad_in(int64_t rows, int64_t H, int64_t Hp, const float *in, float *out) {
+    for (int64_t r = 0; r < rows; r++) {
+        memcpy(out + r * Hp, in + r * H, sizeof(float) * H);
+        memset(out + r * Hp + H, 0, sizeof(float) * (Hp - H));
+    }
+}
+
+static void pad_out(int64_t rows, int64_t H, int64_t Hp, const float *in, float *out) {
+    for (int64_t r = 0; r < rows; r++) memcpy(out + r * H, in + r * Hp, sizeof(float) * H);
 }
 
 static float *carve(float **cursor, int64_t count) {
@@ -486,57 +631,168 @@ static float *carve(float **cursor, int64_t count) {
     return p;
 }
 
+/* A run's view of the model: `m` a copy of *n whose H-long rows (and W2, transposed to
+ * (V, Hp)) point into padded buffers carved from *cur, filled from n's tensors. */
+static void padded_view(const Net *n, Net *m, int64_t Hp, float **cur, int with_state) {
+    const int64_t H = n->H, V = n->V;
+    *m = *n;
+    for (int i = 0; i < NP; i++) {
+        float **slots[3] = {&m->param[i], &m->state1[i], &m->state2[i]};
+        for (int k = 0; k < (with_state ? 3 : 1); k++) {
+            const float *src = *slots[k];
+            if (!src) continue;
+            if (i == P_W2) {
+                *slots[k] = carve(cur, V * Hp);
+                transpose_in(H, V, Hp, src, *slots[k]);
+            } else if (H_LAST[i]) {
+                const int64_t rows = i == P_W1 ? n->T * n->E : 1;
+                *slots[k] = carve(cur, rows * Hp);
+                pad_in(rows, H, Hp, src, *slots[k]);
+            }
+        }
+    }
+    if (n->rmean) {
+        m->rmean = carve(cur, Hp);
+        m->rstd = carve(cur, Hp);
+        pad_in(1, H, Hp, n->rmean, m->rmean);
+        pad_in(1, H, Hp, n->rstd, m->rstd);
+    }
+}
+
+static void padded_back(const Net *m, Net *n, int64_t Hp) {
+    const int64_t H = n->H, V = n->V;
+    for (int i = 0; i < NP; i++) {
+        float *from[3] = {m->param[i], m->state1[i], m->state2[i]};
+        float *to[3] = {n->param[i], n->state1[i], n->state2[i]};
+        for (int k = 0; k < 3; k++) {
+            if (!to[k] || from[k] == to[k]) continue;
+            if (i == P_W2) transpose_out(H, V, Hp, from[k], to[k]);
+            else pad_out(i == P_W1 ? n->T * n->E : 1, H, Hp, from[k], to[k]);
+        }
+    }
+    if (n->rmean) {
+        pad_out(1, H, Hp, m->rmean, n->rmean);
+        pad_out(1, H, Hp, m->rstd, n->rstd);
+    }
+}
+
+/* Floats the padded parameters, optimizer state and running statistics take. */
+static int64_t padded_size(const Net *n, int64_t Hp) {
+    const int64_t rows[NP] = {0, n->T * n->E, 1, n->V, 0, 0, 1, 1};
+    int64_t total = 2 * (Hp + 16);
+    for (int i = 0; i < NP; i++) total += 3 * (rows[i] * Hp + 16);
+    return total;
+}
+
 /* Train `steps` steps: X (steps, B, T) contexts, Y (steps, B) targets, lr (steps,);
  * writes losses (steps,). Returns 0, or -1 when the workspace cannot be allocated. */
 int charmlp_run(Net *n, int64_t steps, const int64_t *X, const int64_t *Y, const double *lr,
                 float *losses) {
     const int64_t V = n->V, E = n->E, T = n->T, H = n->H, B = n->B, F = T * E;
+    const int64_t Hp = round_up(H);
     Work w;
-    const int64_t sizes[NP] = {V * E, F * H, H, H * V, V, F * V, H, H};
+    w.Hp = Hp;
+    const int64_t sizes[NP] = {V * E, F * Hp, Hp, Hp * V, V, F * V, Hp, Hp};
     const int64_t umax = V < B ? V : B;
-    int64_t total = 0;
-    const int64_t counts[] = {B * F, B * H, B * H, B * H, B * V, B * V, B * H, B * F,
-                              H, H, V * H, V * H, V * H, H, H, H,
-                              T * umax * E, umax * H, umax * E};
+    int64_t total = padded_size(n, Hp);
+    const int64_t counts[] = {B * F, B * Hp, B * Hp, B * Hp, B * V, B * V, B * Hp, B * F,
+                              Hp, Hp, Hp, Hp, T * umax * E, umax * Hp, umax * E};
     for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) total += counts[i] + 16;
     for (int i = 0; i < NP; i++) total += sizes[i] + 16;
     float *block = aligned_alloc(64, sizeof(float) * ((total + 15) & ~(int64_t)15));
     if (!block) return -1;
     float *cur = block;
-    w.x = carve(&cur, B * F); w.hpre = carve(&cur, B * H); w.xhat = carve(&cur, B * H);
-    w.h = carve(&cur, B * H); w.logits = carve(&cur, B * V); w.dlog = carve(&cur, B * V);
-    w.dh = carve(&cur, B * H); w.dx = carve(&cur, B * F);
-    w.mean = carve(&cur, H); w.std = carve(&cur, H);
-    for (int k = 0; k < 3; k++) w.w2t[k] = carve(&cur, V * H);
-    w.scale = carve(&cur, H); w.mb = carve(&cur, H); w.dg = carve(&cur, H);
-    for (int i = 0; i < NP; i++) { w.size[i] = sizes[i]; w.grad[i] = carve(&cur, sizes[i]); }
+    w.x = carve(&cur, B * F); w.hpre = carve(&cur, B * Hp); w.xhat = carve(&cur, B * Hp);
+    w.h = carve(&cur, B * Hp); w.logits = carve(&cur, B * V); w.dlog = carve(&cur, B * V);
+    w.dh = carve(&cur, B * Hp); w.dx = carve(&cur, B * F);
+    w.mean = carve(&cur, Hp); w.std = carve(&cur, Hp); w.inv = carve(&cur, Hp);
+    w.padone = carve(&cur, Hp);
+    for (int64_t j = 0; j < Hp; j++) w.padone[j] = j < H ? 0.0f : 1.0f;
+    for (int i = 0; i < NP; i++) {
+        w.size[i] = sizes[i];
+        w.grad[i] = carve(&cur, sizes[i]);
+        memset(w.grad[i], 0, sizeof(float) * sizes[i]);
+    }
     w.umax = umax;
-    w.cu = carve(&cur, T * w.umax * E); w.rows = carve(&cur, w.umax * H); w.grows = carve(&cur, w.umax * E);
+    w.cu = carve(&cur, T * w.umax * E); w.rows = carve(&cur, w.umax * Hp); w.grows = carve(&cur, w.umax * E);
     int32_t *ints = malloc(sizeof(int32_t) * (T * w.umax + T * B + V) + sizeof(int64_t) * T);
     if (!ints) { free(block); return -1; }
     w.nuniq = (int64_t *)ints;
     w.uniq = (int32_t *)(w.nuniq + T); w.slot = w.uniq + T * w.umax; w.seen = w.slot + T * B;
 
-    /* The run works on W2^T (V, H) so that every product with W2 runs along H; W2 and its
-     * optimizer state are transposed in once and back once (the updates are elementwise). */
-    Net m = *n;
-    float **w2[3] = {&m.param[P_W2], &m.state1[P_W2], &m.state2[P_W2]};
-    for (int k = 0; k < 3; k++)
-        if (*w2[k]) { transpose(H, V, *w2[k], w.w2t[k]); *w2[k] = w.w2t[k]; }
+    Net m;
+    padded_view(n, &m, Hp, &cur, 1);
+    w.fused = n->opt == 0 && n->momentum == 0.0;
+    w.wd = (float)n->weight_decay;
     for (int64_t s = 0; s < steps; s++) {
         const int64_t *Xs = X + s * B * T, *Ys = Y + s * B;
+        w.step = (float)-lr[s];
         losses[s] = forward(&m, &w, Xs, Ys);
         backward(&m, &w, Xs);
         if (m.batchnorm) running_stats(&m, &w);
         if (m.opt == 1) adamw(&m, &w, lr[s]);
         else sgd(&m, &w, lr[s]);
         m.opt_steps++;
+        PROF(PH_OPTIM);
     }
-    float *orig[3] = {n->param[P_W2], n->state1[P_W2], n->state2[P_W2]};
-    for (int k = 0; k < 3; k++)
-        if (orig[k]) transpose(V, H, w.w2t[k], orig[k]);
+    padded_back(&m, n, Hp);
     n->opt_steps = m.opt_steps;
     free(ints);
     free(block);
+    return 0;
+}
+
+/* The summed cross-entropy of N examples X (N, T), Y (N) in evaluation mode (BatchNorm's
+ * running statistics), for full-split evaluations. The first layer is a table lookup:
+ * per position t, P_t = C @ W1_t (V, Hp) once, then hpre[b] = sum_t P_t[X[b, t]].
+ * Writes the sum to *sum and returns 0, or -1 when the workspace cannot be allocated. */
+int charmlp_eval(const Net *n, int64_t N, const int64_t *X, const int64_t *Y, double *sum) {
+    const int64_t V = n->V, E = n->E, T = n->T, H = n->H, F = T * E, Hp = round_up(H);
+    const int64_t RB = 64;  /* rows per block: its activations stay in L1/L2 */
+    int64_t total = padded_size(n, Hp) + T * V * Hp + 3 * Hp + RB * (Hp + 2 * V + F) + V + 112;
+    float *block = aligned_alloc(64, sizeof(float) * ((total + 15) & ~(int64_t)15));
+    if (!block) return -1;
+    float *cur = block;
+    Net m;
+    padded_view(n, &m, Hp, &cur, 0);
+    float *P = carve(&cur, T * V * Hp), *h = carve(&cur, RB * Hp), *logits = carve(&cur, RB * V);
+    float *x = carve(&cur, RB * F), *mean = carve(&cur, Hp), *inv = carve(&cur, Hp);
+    float *base = carve(&cur, Hp), *e = carve(&cur, V);
+    for (int64_t t = 0; t < T; t++)
+        gemm(V, E, Hp, m.param[P_C], E, 1, m.param[P_W1] + t * E * Hp, P + t * V * Hp, 0);
+    for (int64_t j = 0; j < Hp; j++) {
+        base[j] = m.batchnorm ? 0.0f : m.param[P_B1][j];
+        mean[j] = m.batchnorm ? m.rmean[j] : 0.0f;
+        inv[j] = m.batchnorm && j < H ? 1.0f / m.rstd[j] : 1.0f;
+    }
+    double total_loss = 0.0;
+    for (int64_t b0 = 0; b0 < N; b0 += RB) {
+        const int64_t nb = N - b0 < RB ? N - b0 : RB;
+        for (int64_t b = 0; b < nb; b++) {
+            const int64_t *xb = X + (b0 + b) * T;
+            float *hb = h + b * Hp;
+            for (int64_t j = 0; j < Hp; j += VL) {
+                vf s = load(base + j);
+                for (int64_t t = 0; t < T; t++) s += load(P + (t * V + xb[t]) * Hp + j);
+                if (m.batchnorm)
+                    s = load(m.param[P_GAIN] + j) * ((s - load(mean + j)) * load(inv + j))
+                        + load(m.param[P_BIAS] + j);
+                store(hb + j, vtanh(s));
+            }
+            memcpy(logits + b * V, m.param[P_B2], sizeof(float) * V);
+            if (m.direct)
+                for (int64_t t = 0; t < T; t++)
+                    memcpy(x + b * F + t * E, m.param[P_C] + xb[t] * E, sizeof(float) * E);
+        }
+        gemm_nt(nb, Hp, V, h, m.param[P_W2], logits, 1);
+        if (m.direct) matmul_acc(nb, F, V, x, m.param[P_D], logits);
+        for (int64_t b = 0; b < nb; b++) {
+            float s;
+            const float *l = logits + b * V;
+            total_loss += (double)(log_sum_exp(V, l, e, &s) - l[Y[b0 + b]]);
+        }
+    }
+    free(block);
+    *sum = total_loss;
     return 0;
 }
