@@ -15,9 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from .atomic import write_json, write_text
 from .checkpoint import CHECKPOINT, save_checkpoint
-from .engines import select_engine
+from .engines import select_engine, split_loss
 from .errors import CharmlpError, RunStopped, TrialDiverged, require_positive
-from .evaluate import split_loss
 from .model import uniform_loss
 
 log = logging.getLogger(__name__)
