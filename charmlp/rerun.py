@@ -20,7 +20,7 @@ def saved_config_dir(run_dir: Path) -> Path:
 
 def best_run_dir(sweep_dir: Path) -> Path:
     from .results import best_trial, collect
-    return Path(best_trial(collect(str(sweep_dir)))["output_dir"])
+    return sweep_dir / best_trial(collect(str(sweep_dir)))["output_dir"]  # relative to the sweep dir
 
 
 def rerun_argv(run_dir: Path, out_dir: Path, overrides: list[str], test: bool) -> list[str]:
@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rerun of {run_dir} -> {out}")
     for key in ("train_loss", "dev_loss", "test_loss"):
         if key in new:
-            print(f"  {key:<10} {new[key]:.6f}   (original: {old.get(key, float('nan')):.6f})")
+            was = f"{old[key]:.6f}" if isinstance(old.get(key), (int, float)) else "not measured"
+            print(f"  {key:<10} {new[key]:.6f}   (original: {was})")
     return 0
 
 

@@ -1,0 +1,109 @@
+"""Figures drawn by optuna.visualization.matplotlib from the study itself: parameter
+importances, slices, a contour of the two most important parameters, the Pareto front.
+Each raises ValueError with the reason when the study can't support it."""
+import warnings
+from contextlib import contextmanager
+
+from .tables import short_names
+
+MAX_SLICES = 4
+
+
+@contextmanager
+def optuna_style():
+    """Optuna's plots call plt.style.use('ggplot'): keep that from leaking into later figures,
+    and keep its experimental-feature warnings off the user's terminal."""
+    import matplotlib.pyplot as plt
+    with plt.rc_context(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _first_objective(study):
+    """Optuna's plots need one target in a multi-objective study: the first objective."""
+    return (lambda t: t.values[0]) if len(study.directions) > 1 else None
+
+
+def _complete(study) -> list:
+    from optuna.trial import TrialState
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def _figure_of(axes, size):
+    fig = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+    fig.set_size_inches(*size)
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+def importance_order(study) -> list[str]:
+    """The searched params, most important first (fANOVA); search order when that fails."""
+    from optuna.importance import get_param_importances
+    params = searched(study)
+    if len(params) < 2 or len(_complete(study)) < 2:
+        return params
+    try:
+        with optuna_style():
+            return list(get_param_importances(study, target=_first_objective(study)))
+    except (ValueError, RuntimeError):
+        return params
+
+
+def searched(study) -> list[str]:
+    """Params that take more than one value over the COMPLETE trials."""
+    seen: dict[str, set] = {}
+    for t in _complete(study):
+        for k, v in t.params.items():
+            seen.setdefault(k, set()).add(repr(v))
+    return [k for k, vs in seen.items() if len(vs) > 1]
+
+
+def importances_figure(study):
+    from optuna.visualization.matplotlib import plot_param_importances
+    if len(_complete(study)) < 2 or not searched(study):
+        raise ValueError("needs two COMPLETE trials that differ in a parameter")
+    with optuna_style():
+        ax = plot_param_importances(study, target=_first_objective(study), target_name="objective")
+        ax.set_yticks(ax.get_yticks(), _short_labels(ax.get_yticklabels()))
+        return _figure_of(ax, (8, 1.5 + 0.5 * len(searched(study))))
+
+
+def _short_labels(labels) -> list[str]:
+    texts = [t.get_text() for t in labels]
+    names = short_names([f"params_{t}" for t in texts])
+    return [names[f"params_{t}"] for t in texts]
+
+
+def slice_figure(study):
+    from optuna.visualization.matplotlib import plot_slice
+    params = importance_order(study)[:MAX_SLICES]
+    if not params:
+        raise ValueError("no parameter takes more than one value in the COMPLETE trials")
+    with optuna_style():
+        axes = plot_slice(study, params=params, target=_first_objective(study), target_name="objective")
+        fig = _figure_of(axes, (3.4 * len(params) + 1.2, 4))
+        for ax in (axes.flat if hasattr(axes, "flat") else [axes]):
+            ax.set_xlabel(short_names([f"params_{ax.get_xlabel()}"])[f"params_{ax.get_xlabel()}"])
+        return fig
+
+
+def contour_figure(study):
+    from optuna.visualization.matplotlib import plot_contour
+    params = importance_order(study)[:2]
+    if len(params) < 2 or len(_complete(study)) < 3:
+        raise ValueError("needs two searched parameters and three COMPLETE trials")
+    with optuna_style():
+        ax = plot_contour(study, params=params, target=_first_objective(study), target_name="objective")
+        names = short_names([f"params_{p}" for p in params])
+        ax.set_xlabel(names[f"params_{params[0]}"])
+        ax.set_ylabel(names[f"params_{params[1]}"])
+        return _figure_of(ax, (7, 5.5))
+
+
+def pareto_figure(study, target_names: list[str]):
+    from optuna.visualization.matplotlib import plot_pareto_front
+    if len(study.directions) != 2 or not _complete(study):
+        raise ValueError("needs a two-objective study with a COMPLETE trial")
+    with optuna_style():
+        ax = plot_pareto_front(study, target_names=target_names)
+        return _figure_of(ax, (7, 5))
