@@ -32,7 +32,7 @@ def focus(values: np.ndarray, minimize: bool = True) -> tuple[float, float]:
 
 def history_figure(df: pd.DataFrame):
     """Each trial's value by number, the best so far, pruned and failed trials marked."""
-    fig, ax = figure()
+    fig, ax = figure((9.5, 5))
     col, minimize = objectives(df)[0], directions(df)[0] == "minimize"
     done = completed(df).sort_values("number")
     if done.empty:
@@ -45,13 +45,13 @@ def history_figure(df: pd.DataFrame):
     ax.step(x, best, where="post", color="C3", label="best so far")
     _mark_outliers(ax, x[~inside], y[~inside], lo, hi)
     _mark_others(ax, df, col, lo, hi)
-    ax.set_ylim(lo, hi)
+    ax.set_ylim(lo, hi + 0.03 * (hi - lo))  # room for the markers drawn at the edge
     counts = ", ".join(f"{n} {s.lower()}" for s, n in df["state"].value_counts().items())
     ax.set_title(f"{len(df)} trials ({counts})")
     ax.set_xlabel("trial number")
     ax.set_ylabel(col if col != "value" else "value (optimized metric)")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")  # beside, not over, points
     return fig
 
 

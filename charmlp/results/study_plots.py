@@ -30,10 +30,24 @@ def _complete(study) -> list:
 
 
 def _figure_of(axes, size):
-    fig = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+    """The figure, resized, with short param names and no crowded minor labels on log axes.
+    Its layout stays Optuna's: re-laying out would push its colorbars over the axes."""
+    axes = list(axes.flat) if hasattr(axes, "flat") else [axes]
+    for ax in axes:
+        ax.set_xlabel(_short(ax.get_xlabel()))
+        ax.set_ylabel(_short(ax.get_ylabel()))
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "log":
+                from matplotlib.ticker import NullFormatter
+                axis.set_minor_formatter(NullFormatter())
+    fig = axes[0].figure
     fig.set_size_inches(*size)
-    fig.set_layout_engine("constrained")
     return fig
+
+
+def _short(label: str) -> str:
+    """A param's short name (model.n_embd -> n_embd); any other label as it is."""
+    return short_names([f"params_{label}"])[f"params_{label}"] if "." in label or "/" in label else label
 
 
 def importance_order(study) -> list[str]:
@@ -64,14 +78,10 @@ def importances_figure(study):
         raise ValueError("needs two COMPLETE trials that differ in a parameter")
     with optuna_style():
         ax = plot_param_importances(study, target=_first_objective(study), target_name="objective")
-        ax.set_yticks(ax.get_yticks(), _short_labels(ax.get_yticklabels()))
-        return _figure_of(ax, (8, 1.5 + 0.5 * len(searched(study))))
-
-
-def _short_labels(labels) -> list[str]:
-    texts = [t.get_text() for t in labels]
-    names = short_names([f"params_{t}" for t in texts])
-    return [names[f"params_{t}"] for t in texts]
+        ax.set_yticks(ax.get_yticks(), [_short(t.get_text()) for t in ax.get_yticklabels()])
+        fig = _figure_of(ax, (8, 1.8 + 0.5 * len(searched(study))))
+        fig.tight_layout()  # no colorbar here: make room for the labels
+        return fig
 
 
 def slice_figure(study):
@@ -81,10 +91,7 @@ def slice_figure(study):
         raise ValueError("no parameter takes more than one value in the COMPLETE trials")
     with optuna_style():
         axes = plot_slice(study, params=params, target=_first_objective(study), target_name="objective")
-        fig = _figure_of(axes, (3.4 * len(params) + 1.2, 4))
-        for ax in (axes.flat if hasattr(axes, "flat") else [axes]):
-            ax.set_xlabel(short_names([f"params_{ax.get_xlabel()}"])[f"params_{ax.get_xlabel()}"])
-        return fig
+        return _figure_of(axes, (3.6 * len(params) + 1.5, 4.2))
 
 
 def contour_figure(study):
@@ -94,9 +101,6 @@ def contour_figure(study):
         raise ValueError("needs two searched parameters and three COMPLETE trials")
     with optuna_style():
         ax = plot_contour(study, params=params, target=_first_objective(study), target_name="objective")
-        names = short_names([f"params_{p}" for p in params])
-        ax.set_xlabel(names[f"params_{params[0]}"])
-        ax.set_ylabel(names[f"params_{params[1]}"])
         return _figure_of(ax, (7, 5.5))
 
 

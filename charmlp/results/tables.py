@@ -126,7 +126,9 @@ def _cell(x, decimals: int | None) -> str:
     if x is None or (not isinstance(x, str) and pd.isna(x)):
         return NOT_MEASURED
     if isinstance(x, float):
-        return f"{x:.{decimals}f}" if decimals is not None else f"{x:.4g}"
+        if decimals is None or abs(x) >= 1000:  # an lr as 0.0326, a num_params objective whole
+            return f"{x:.4g}" if abs(x) < 1000 else f"{x:.0f}"
+        return f"{x:.{decimals}f}"
     return str(x)
 
 
