@@ -55,7 +55,8 @@ def metrics_of(dev: float, params: dict, status: str = "completed", **extra) -> 
             "steps": STEPS, "steps_per_sec": 5000.0, "wall_time": 0.2, **extra}
 
 
-def make_sweep(root: Path, kind: str, n: int = 16) -> Path:
+def make_sweep(root: Path, kind: str, n: int = 16, absolute: bool = False) -> Path:
+    """absolute: paths as sweeps before issue 10 stored them (study.json's storage, output_dir)."""
     sweep = root / kind
     sweep.mkdir(parents=True)
     directions = ["minimize", "minimize"] if kind == "pareto" else ["minimize"]
@@ -64,18 +65,21 @@ def make_sweep(root: Path, kind: str, n: int = 16) -> Path:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=kind, storage=f"sqlite:///{sweep / 'study.db'}",
                                 sampler=sampler, directions=directions)
-    (sweep / "study.json").write_text(json.dumps({"storage": "sqlite:///study.db", "study_name": kind}))
+    storage = f"sqlite:///{sweep / 'study.db'}" if absolute else "sqlite:///study.db"
+    (sweep / "study.json").write_text(json.dumps({"storage": storage, "study_name": kind}))
     space = {k: CategoricalDistribution(v) for k, v in GRID.items()} if kind == "grid" else SPACE
     rng = random.Random(0)
     for i in range(9 if kind == "grid" else n):
-        add_trial(study, sweep, kind, space, i, rng)
+        add_trial(study, sweep, kind, space, i, rng, absolute)
     return sweep
 
 
-def add_trial(study, sweep: Path, kind: str, space: dict, i: int, rng: random.Random) -> None:
+def add_trial(study, sweep: Path, kind: str, space: dict, i: int, rng: random.Random,
+              absolute: bool) -> None:
     t = study.ask(space)
     out = f"trial_{t.number:04d}"
-    t.set_user_attr("output_dir", out)  # relative to the sweep dir, as the sweeper stores it
+    # Relative to the sweep dir, as the sweeper stores it.
+    t.set_user_attr("output_dir", str(sweep / out) if absolute else out)
     t.set_user_attr("overrides", [f"{k}={v}" for k, v in t.params.items()])
     dev = final_dev(t.params, rng) + (0.13 if kind == "tpe" and i in (3, 7) else 0)
     if kind == "pruned" and i % 4 == 2:  # pruned at step 300, its reports in the study
