@@ -120,9 +120,8 @@ def _curve(df, row, study, axes, style) -> int:
 
 def _zoom(ax) -> None:
     """Limit the zoom panel to the second half of the steps and the losses seen there."""
-    ys = [y for line in ax.get_lines() for x, y in zip(line.get_xdata(), line.get_ydata())
-          if x >= max(line.get_xdata()) / 2]
     xmax = max(max(line.get_xdata()) for line in ax.get_lines())
+    ys = [y for line in ax.get_lines() for x, y in zip(line.get_xdata(), line.get_ydata()) if x >= xmax / 2]
     ax.set_xlim(xmax / 2, xmax * 1.02)
     if ys:
         pad = 0.05 * (max(ys) - min(ys)) or 0.005
