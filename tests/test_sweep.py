@@ -38,7 +38,7 @@ def test_results_csv_matches_the_study_trial_by_trial(done_sweep):
         assert row.value == pytest.approx(t.value) and row.dev_loss == pytest.approx(t.value)
         assert df.loc[row.Index, "params_model.n_embd"] == t.params["model.n_embd"]
         assert df.loc[row.Index, "params_model.n_hidden"] == t.params["model.n_hidden"]
-        assert row.output_dir == str(done_sweep / f"trial_{t.number:04d}")
+        assert row.output_dir == f"trial_{t.number:04d}"  # relative to the sweep dir
         assert json.loads((done_sweep / f"trial_{t.number:04d}" / "metrics.json").read_text())["dev_loss"] == pytest.approx(t.value)
 
 

@@ -26,6 +26,9 @@ def plot(df: pd.DataFrame, out_dir: str | os.PathLike, study=None) -> tuple[dict
         except ValueError as e:
             skipped[name] = str(e)
             continue
+        except ImportError as e:  # optuna's contour needs scipy
+            skipped[name] = f"{e}; fix: pip install 'charmlp[plots]'"
+            continue
         written[name] = save(fig, out / f"{name}.png")
     return written, skipped
 
