@@ -18,7 +18,7 @@ from .figures import plot
 from .frame import Sweep, open_sweep
 from .outputs import write_outputs
 from .report import write_report
-from .tables import leaderboard, pivot, render, short_names, terminal_table
+from .tables import leaderboard, pivot, render, short_names, state_counts, terminal_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,10 +62,9 @@ def write_all(sweep: Sweep, out: Path, with_plots: bool, top: int):
 
 
 def summary(df: pd.DataFrame, paths: dict, skipped: dict, top: int, fmt: str) -> str:
-    counts = ", ".join(f"{n} {s}" for s, n in df["state"].value_counts().items())
     lines = [f"{name}: {path}" for name, path in paths.items()]
     lines += [f"{name}: skipped ({why})" for name, why in skipped.items()]
-    lines += ["", f"{len(df)} trials ({counts}); top {top} by value:"]
+    lines += ["", f"{len(df)} trials ({state_counts(df)}); top {top} by value:"]
     board = leaderboard(df, top)
     lines.append(terminal_table(df, board, fmt) if not board.empty else "(no COMPLETE trial yet)")
     if df.attrs.get("grid"):

@@ -5,7 +5,8 @@ import pandas as pd
 
 from .frame import run_dir
 from .rundirs import read_dev_curve
-from .tables import completed, directions, grid_axes, leaderboard, objectives, pivot, short_names
+from .tables import (completed, directions, grid_axes, leaderboard, objectives, pivot, short_names,
+                     state_counts)
 
 SIZE = (8, 5)
 TOP_CURVES = 5
@@ -46,8 +47,7 @@ def history_figure(df: pd.DataFrame):
     _mark_outliers(ax, x[~inside], y[~inside], lo, hi)
     _mark_others(ax, df, col, lo, hi)
     ax.set_ylim(lo, hi + 0.03 * (hi - lo))  # room for the markers drawn at the edge
-    counts = ", ".join(f"{n} {s.lower()}" for s, n in df["state"].value_counts().items())
-    ax.set_title(f"{len(df)} trials ({counts})")
+    ax.set_title(f"{len(df)} trials ({state_counts(df)})")
     ax.set_xlabel("trial number")
     ax.set_ylabel(col if col != "value" else "value (optimized metric)")
     ax.xaxis.get_major_locator().set_params(integer=True)

@@ -11,7 +11,7 @@ import yaml
 from ..atomic import write_text
 from ..rundir import BEST_YAML, RESULTS_CSV
 from .outputs import best_record
-from .tables import best_trial, completed, directions, leaderboard, terminal_table
+from .tables import best_trial, completed, directions, leaderboard, state_counts, terminal_table
 
 REPORT = "report.html"
 REPLICATES_CSV = "replicates.csv"
@@ -51,10 +51,9 @@ def _e(text) -> str:
 
 
 def _summary(df: pd.DataFrame, out: Path) -> str:
-    counts = ", ".join(f"{n} {s}" for s, n in df["state"].value_counts().items())
     links = [f"<a href='{name}'>{name}</a>" for name in (RESULTS_CSV, BEST_YAML, REPLICATES_CSV)
              if (out / name).is_file()]
-    return f"<p>{len(df)} trials ({_e(counts)}). Files: {', '.join(links) or 'none'}.</p>"
+    return f"<p>{len(df)} trials ({_e(state_counts(df))}). Files: {', '.join(links) or 'none'}.</p>"
 
 
 def _leaderboard(df: pd.DataFrame, top: int) -> str:

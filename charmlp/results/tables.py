@@ -38,11 +38,15 @@ def leaderboard(df: pd.DataFrame, top: int = 10) -> pd.DataFrame:
     return done.head(top).reset_index(drop=True)
 
 
+def state_counts(df: pd.DataFrame) -> str:
+    """'12 COMPLETE, 3 PRUNED, 1 FAIL'."""
+    return ", ".join(f"{n} {s}" for s, n in df["state"].value_counts().items())
+
+
 def best_trial(df: pd.DataFrame) -> pd.Series:
     board = leaderboard(df, top=1)
     if board.empty:
-        counts = ", ".join(f"{n} {s}" for s, n in df["state"].value_counts().items()) or "no trials"
-        raise CharmlpError(f"no COMPLETE trial yet ({counts}); fix: look at fail_reason in "
+        raise CharmlpError(f"no COMPLETE trial yet ({state_counts(df) or 'no trials'}); fix: look at fail_reason in "
                            "results.csv, fix the cause, and rerun or resume the sweep")
     return board.iloc[0]
 
