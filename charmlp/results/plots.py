@@ -91,7 +91,7 @@ def curves_figure(df: pd.DataFrame, study=None):
                                                            label=f"pruned ({len(pruned)})" if j == 0 else None))
     if not drawn:
         raise ValueError("no top or pruned trial has a dev-loss history (history.csv) yet")
-    full.set_title(f"dev loss: top {len(top)} trials and the pruned ones")
+    full.set_title(f"dev loss: top {len(top)} trials" + (f" and {len(pruned)} pruned" if len(pruned) else ""))
     zoom.set_title("second half of training (zoom)")
     _zoom(zoom)
     for ax in (full, zoom):
@@ -119,9 +119,10 @@ def _curve(df, row, study, axes, style) -> int:
 
 
 def _zoom(ax) -> None:
-    """Limit the zoom panel to the second half of the steps and the losses seen there."""
+    """Limit the zoom panel to the second half of the steps and the losses seen there (after
+    the midpoint: a step schedule's drop often sits on it)."""
     xmax = max(max(line.get_xdata()) for line in ax.get_lines())
-    ys = [y for line in ax.get_lines() for x, y in zip(line.get_xdata(), line.get_ydata()) if x >= xmax / 2]
+    ys = [y for line in ax.get_lines() for x, y in zip(line.get_xdata(), line.get_ydata()) if x > xmax / 2]
     ax.set_xlim(xmax / 2, xmax * 1.02)
     if ys:
         pad = 0.05 * (max(ys) - min(ys)) or 0.005

@@ -38,11 +38,23 @@ def _figure_of(axes, size):
         ax.set_ylabel(_short(ax.get_ylabel()))
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
             if scale == "log":
-                from matplotlib.ticker import NullFormatter
-                axis.set_minor_formatter(NullFormatter())
+                _plain_log_ticks(axis)
     fig = axes[0].figure
     fig.set_size_inches(*size)
     return fig
+
+
+def _plain_log_ticks(axis) -> None:
+    """Ticks at 1, 2, (3,) 5 x 10^k written plainly (300, 0.05), fewer on a wider span: a log
+    axis spanning less than a decade otherwise shows no label at all, or crowded minor ones."""
+    import math
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    lo, hi = sorted(axis.get_view_interval())
+    decades = math.log10(hi / lo) if lo > 0 else 3
+    subs = (1, 2, 3, 5) if decades < 1.2 else (1, 2, 5) if decades < 2.5 else (1,)
+    axis.set_major_locator(LogLocator(subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _short(label: str) -> str:
