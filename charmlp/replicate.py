@@ -26,6 +26,7 @@ from .results.tables import directions, objectives, short_names, varying_params
 from .rundir import read_config, read_metrics, trial_dirname
 
 REPLICATES_DIR, REPLICATES_CSV = "replicates", "replicates.csv"
+FIXED = ("rank", "trial", "sweep_value", "mean", "std", "n", "gap", "tie", "mean ± std")
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # a slot is one core
 
 
@@ -113,8 +114,8 @@ def show(table: pd.DataFrame) -> str:
     view["sweep_value"] = view["sweep_value"].map(lambda v: f"{v:.4f}")
     view["gap"] = view["gap"].map(lambda v: f"{v:.4f}")
     view["tie"] = view["tie"].map(lambda t: "within noise" if t else "")
-    cols = [c for c in view.columns if c not in ("mean", "std")]
-    return view[cols].to_string(index=False)
+    first = ["rank", "trial", *[c for c in view.columns if c not in FIXED], "sweep_value", "mean ± std", "n"]
+    return view[[*first, "gap", "tie"]].to_string(index=False)
 
 
 def main(argv: list[str] | None = None) -> int:
