@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rerun of {run_dir} -> {out}")
     for key in ("train_loss", "dev_loss", "test_loss"):
         if key in new:
-            print(f"  {key:<10} {new[key]:.6f}   (original: {old.get(key, float('nan')):.6f})")
+            was = f"{old[key]:.6f}" if isinstance(old.get(key), (int, float)) else "not measured"
+            print(f"  {key:<10} {new[key]:.6f}   (original: {was})")
     warning = data_warning(old, new)
     if warning:
         print(warning, file=sys.stderr)

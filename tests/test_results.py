@@ -49,7 +49,8 @@ def completed(dev: float, **extra) -> dict:
 
 @pytest.fixture
 def multirun(tmp_path) -> Path:
-    """A basic-sweeper dir: 5 completed jobs, 1 diverged, 1 truncated metrics.json, 1 none."""
+    """A basic-sweeper dir (a full 3 x 2 grid): 5 completed jobs, 1 diverged, 1 truncated
+    metrics.json, 1 none."""
     sweep = tmp_path / "multirun"
     sweep.mkdir()
     (sweep / "multirun.yaml").write_text("hydra: {}\n")
@@ -61,7 +62,7 @@ def multirun(tmp_path) -> Path:
               job_num=5)
     write_run(sweep / "6", ["model.n_embd=32", "model.n_hidden=200"],
               json.dumps(completed(1.0))[:40], job_num=6)
-    write_run(sweep / "7", ["model.n_embd=64", "model.n_hidden=200"], None, job_num=7)
+    write_run(sweep / "7", ["model.n_embd=16", "model.n_hidden=100"], None, job_num=7)
     # A config inside .hydra is not a run: the search must not descend there.
     (sweep / "0" / ".hydra" / "nested" / ".hydra").mkdir(parents=True)
     (sweep / "0" / ".hydra" / "nested" / ".hydra" / "config.yaml").write_text("a: 1\n")
@@ -116,14 +117,15 @@ def test_multirun_rows_states_params(multirun):
     assert list(df["state"]) == ["COMPLETE"] * 5 + ["FAIL"] * 3
     assert list(df["value"][:5]) == [dev for _, _, dev in GRID]
     assert df["value"][5:].isna().all()
-    assert list(df["params_model.n_embd"]) == [8, 8, 16, 16, 8, 32, 32, 64]
+    assert list(df["params_model.n_embd"]) == [8, 8, 16, 16, 8, 32, 32, 16]
     assert df["params_optimizer.lr"][0] == 0.1
     reasons = df["fail_reason"]
     assert "loss nan at step 7" in reasons[5]
     assert "unreadable" in reasons[6] and "no metrics.json" in reasons[7]
     assert reasons[:5].isna().all()
     assert df["overrides"][0] == "model.n_embd=8 model.n_hidden=100 optimizer.lr=0.1"
-    assert df["output_dir"][3] == str((multirun / "3").resolve())
+    assert df["output_dir"][3] == "3"  # relative to the dir it was read from
+    assert df.attrs["root"] == str(multirun.resolve()) and df.attrs["grid"]
 
 
 def test_columns_in_documented_order(multirun):
@@ -184,7 +186,7 @@ def test_optuna_gaps_filled_from_run_dirs(optuna_sweep):
     assert df.loc[3, "dev_loss"] == 2.2  # not in the trial's attrs; read from metrics.json
     assert df.loc[4, "test_loss"] == pytest.approx(2.30)  # only in metrics.json
     assert df.loc[2, "fail_reason"] == "CharmlpError: loss diverged"
-    assert df.loc[5, "output_dir"] == str(optuna_sweep / "trial_0005")  # by name, no attr yet
+    assert df.loc[5, "output_dir"] == "trial_0005"  # by name, no attr yet
     assert "trainer.steps=200" in df.loc[5, "overrides"]
     assert df.loc[0, "duration_s"] >= 0 and pd.isna(df.loc[5, "datetime_complete"])
 
@@ -194,7 +196,7 @@ def test_storage_url_and_study_name(optuna_sweep):
     by_url = results.collect(url)  # one study in the storage: no name needed
     by_name = results.collect(url, "names_mlp")
     assert list(by_url["number"]) == list(by_name["number"]) == list(range(6))
-    assert by_url["output_dir"][0] == str(optuna_sweep / "trial_0000")
+    assert by_url["output_dir"][0] == "trial_0000"  # study.json beside study.db: its sweep dir
 
 
 def test_storage_with_two_studies_needs_a_name(optuna_sweep, tmp_path):
@@ -231,7 +233,7 @@ def test_pivot_min_per_cell(multirun):
 
 def test_pivot_without_those_params_explains(optuna_sweep):
     df = results.collect(str(optuna_sweep)).drop(columns=["params_model.n_hidden"])
-    table = results.pivot(df)
+    table = results.pivot(df, "params_model.n_embd", "params_model.n_hidden")
     assert table.empty and "params_model.n_hidden" in table.attrs["message"]
 
 
@@ -260,7 +262,7 @@ def test_best_yaml(multirun, tmp_path):
     best = yaml.safe_load(paths["best"].read_text())
     run = str((multirun / "3").resolve())
     assert best["number"] == 3 and best["value"] == 2.10 and best["dev_loss"] == 2.10
-    assert best["train_loss"] == pytest.approx(2.0) and best["output_dir"] == run
+    assert best["train_loss"] == pytest.approx(2.0) and best["output_dir"] == "3"
     assert best["overrides"] == ["model.n_embd=16", "model.n_hidden=200", "optimizer.lr=0.1"]
     assert best["config"]["model"] == {"n_embd": 10, "n_hidden": 200}
     assert best["rerun"] == f"charmlp-rerun {run}"
@@ -316,9 +318,10 @@ def test_cli_markdown(multirun, capsys):
     assert f"results: {multirun / 'results.csv'}" in out
     cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in out.splitlines() if ln.startswith("|")]
     # optimizer.lr=0.1 in every run: a fixed override, left out of the leaderboard.
-    assert cells[0][:5] == ["number", "value", "model.n_embd", "model.n_hidden", "train_loss"]
-    assert cells[2][:2] == ["3", "2.1"] and cells[3][:2] == ["2", "2.2"]  # header, rule, best, next
-    assert cells[-4] == ["model.n_embd", "100", "200"]  # the pivot, as markdown too
+    assert cells[0] == ["number", "value", "n_embd", "n_hidden", "train", "dev", "weights", "steps/s", "dir"]
+    assert cells[2][:2] == ["3", "2.1000"] and cells[3][:2] == ["2", "2.2000"]  # header, rule, best, next
+    assert cells[2][-1] == "3"  # the trial's dir, relative to the sweep dir
+    assert cells[-4] == ["n_embd", "100", "200"]  # a full grid: the pivot, as markdown too
     assert cells[-1] == ["16", "2.2", "2.1"]
     assert (multirun / "results.csv").is_file() and (multirun / "best.yaml").is_file()
 
@@ -360,14 +363,16 @@ def test_cli_unknown_study(optuna_sweep, capsys):
 
 def test_cli_plot_writes_pngs(multirun, tmp_path, capsys):
     assert results.main([str(multirun), "--plot", "--out", str(tmp_path)]) == 0
-    for name in ("heatmap.png", "trials.png"):
+    assert "curves: skipped (no top or pruned trial has a dev-loss history" in capsys.readouterr().out
+    for name in ("heatmap.png", "history.png"):
         png = (tmp_path / name).read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 1000
 
 
 def test_plot_without_grid_still_writes(optuna_sweep, tmp_path):
     df = results.collect(str(optuna_sweep)).drop(columns=["params_model.n_embd"])
-    paths = results.plot(df, tmp_path)
+    paths, skipped = results.plot(df, tmp_path)
+    assert set(paths) == {"history"} and "curves" in skipped  # no grid, no study, no history.csv
     assert all(p.stat().st_size > 0 for p in paths.values())
 
 

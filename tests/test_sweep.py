@@ -60,6 +60,7 @@ def test_rerun_with_test_split_and_extra_override(done_sweep, tmp_path):
     assert r.returncode == 0, r.stderr
     m = json.loads((out / "metrics.json").read_text())
     assert m["steps"] == 100 and "test_loss" in m
+    assert "(original: not measured)" in r.stdout  # the trial never measured its test loss
 
 
 def test_same_command_resumes_and_the_budget_is_a_total(tmp_path, names_file):
