@@ -87,13 +87,26 @@ def finite(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def moved(path: Path, sweep_dir: Path) -> Path:
+    """A path recorded in a sweep, found in sweep_dir: relative ones are relative to it, and
+    an absolute one that is gone is looked for by its name (the sweep dir was moved)."""
+    path, sweep_dir = Path(path), Path(sweep_dir)
+    if not path.is_absolute():
+        return sweep_dir / path
+    return path if path.exists() or not (sweep_dir / path.name).exists() else sweep_dir / path.name
+
+
 def resolve_storage(url: str, sweep_dir: Path) -> str:
-    """A relative SQLite URL (sqlite:///study.db, as study.json stores the default so that
-    sweep dirs can be moved) made absolute against the sweep dir; other URLs unchanged."""
+    """A SQLite URL as study.json records it, made absolute against the sweep dir: the default
+    is stored as sqlite:///study.db so that sweep dirs can be moved, and an absolute path
+    that no longer exists falls back to the same name in the sweep dir. Others unchanged."""
     prefix = "sqlite:///"
-    if url.startswith(prefix) and not url[len(prefix):].startswith("/"):
-        return f"{prefix}{(Path(sweep_dir) / url[len(prefix):]).resolve()}"
-    return url
+    if not url.startswith(prefix):
+        return url
+    path = Path(url[len(prefix):])
+    if not path.is_absolute() or not path.is_file():
+        path = moved(path, sweep_dir)
+    return f"{prefix}{path.resolve()}"
 
 
 def read_study_json(sweep_dir: Path) -> tuple[str, str | None] | None:

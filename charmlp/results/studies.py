@@ -60,33 +60,11 @@ def load_study(url: str, study_name: str | None):
 
 def read_study_json(sweep_dir: Path) -> tuple[str, str | None]:
     """(storage URL, study name) from the sweep dir's study.json, SQLite resolved beside it."""
-    try:
-        info = json.loads((sweep_dir / STUDY_JSON).read_text())
-    except (OSError, ValueError):
-        info = None
-    if not isinstance(info, dict) or not isinstance(info.get("storage"), str):
+    found = rundir.read_study_json(sweep_dir)
+    if found is None:
         raise CharmlpError(f"{sweep_dir / STUDY_JSON} is unreadable; fix: pass the study's storage "
                            "URL instead: charmlp-results sqlite:///PATH/study.db --study NAME")
-    return sqlite_beside(info["storage"], sweep_dir), info.get("study_name")
-
-
-def sqlite_beside(url: str, sweep_dir: Path) -> str:
-    """sqlite:///study.db (relative) means the file in the sweep dir; an absolute path that
-    no longer exists (the sweep dir was moved) falls back to the same name in it."""
-    if not url.startswith(SQLITE):
-        return url
-    path = Path(url[len(SQLITE):])
-    if not path.is_absolute() or not path.is_file():
-        path = moved(path, sweep_dir)
-    return f"{SQLITE}{path}"
-
-
-def moved(path: Path, sweep_dir: Path) -> Path:
-    """A path recorded in a sweep, found in sweep_dir: relative ones are relative to it, and
-    an absolute one that is gone is looked for by its name (the sweep dir was moved)."""
-    if not path.is_absolute():
-        return sweep_dir / path
-    return path if path.exists() or not (sweep_dir / path.name).exists() else sweep_dir / path.name
+    return found
 
 
 def sweep_dir_of_url(url: str) -> Path | None:
@@ -101,7 +79,7 @@ def trial_run_dir(trial, sweep_dir: Path | None) -> Path | None:
     """The trial's run dir: from its output_dir attr (set once it finished), else by name."""
     out = trial.user_attrs.get("output_dir")
     if isinstance(out, str) and out:
-        return moved(Path(out), sweep_dir) if sweep_dir else Path(out)
+        return rundir.moved(Path(out), sweep_dir) if sweep_dir else Path(out)
     guess = sweep_dir / trial_dirname(trial.number) if sweep_dir else None
     return guess if guess is not None and guess.is_dir() else None
 
