@@ -107,7 +107,7 @@ def _open_study_and_run_a_trial(url: str, barrier, errors) -> None:
     """One worker: what a sweep does first (open the storage, create or load the study), then
     one trial, so the study it got is known to work."""
     try:
-        barrier.wait(timeout=30)  # all workers leave this line together
+        barrier.wait(timeout=300)  # all workers leave this line together (slow starts on a busy machine)
         study = optuna.create_study(study_name="together", storage=open_storage(url),
                                     load_if_exists=True)
         trial = study.ask()
@@ -131,7 +131,9 @@ def test_workers_started_together_on_new_databases_all_open_the_study(new_databa
         for p in procs:
             p.start()
         for p in procs:
-            p.join(timeout=60)
+            p.join(timeout=300)
+            if p.exitcode is None:  # hung: don't leave it behind
+                p.kill()
         failures = [errors.get() for _ in range(errors.qsize())]
         assert [p.exitcode for p in procs] == [0] * 4, failures
         trials = optuna.load_study(study_name="together", storage=open_storage(url)).trials
