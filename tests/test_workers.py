@@ -41,7 +41,13 @@ def run_workers(cmds, timeout=300):
     """Start all commands at once and wait for every one; each must exit 0."""
     procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for c in cmds]
-    errs = [p.communicate(timeout=timeout)[1] for p in procs]
+    try:
+        errs = [p.communicate(timeout=timeout)[1] for p in procs]
+    finally:  # a timeout leaves no worker behind
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     for p, err in zip(procs, errs):
         assert p.returncode == 0, err[-3000:]
 
