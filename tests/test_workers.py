@@ -151,8 +151,9 @@ def test_workers_started_together_on_new_databases_all_open_the_study(new_databa
 def test_four_sweep_workers_started_together_on_a_new_database(new_database, tmp_path, names_file):
     """The README's N-machine recipe as users run it: charmlp-train workers started at once."""
     url = new_database()
+    # 600 s: four Hydra+torch start-ups at once took 5-7 minutes on a 2-core machine under load.
     run_workers([worker_cmd(names_file, tmp_path, url, "together", seed, n_trials=4, trial=FAST)
-                 for seed in range(4)])
+                 for seed in range(4)], timeout=600)
     ts = optuna.load_study(study_name="together", storage=open_storage(url)).trials
     done = [t for t in ts if t.state == TrialState.COMPLETE]
     assert len(done) == 4 and len({t.number for t in ts}) == len(ts)
