@@ -151,11 +151,12 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         except BaseException:
             for job in list(slots.running.values()):
                 self._retry(study, job.trial, "interrupted: the sweep was stopped while it ran")
-            getattr(self.launcher, "shutdown", lambda: None)()
             raise
         finally:
             for beat in beats.values():
                 beat.__exit__(None, None, None)
+            # The slots' worker processes: idle when the sweep is done, killed when it is stopped.
+            getattr(self.launcher, "shutdown", lambda: None)()
 
     def _report(self, study, job: Job, progress: Progress) -> None:
         """results.csv rewritten and the trial's progress line, once it is recorded."""
