@@ -1,11 +1,11 @@
 """Rows from an Optuna study: its storage opened read-only in spirit (a missing file is an
 error, never a new empty study), paths resolved against the sweep dir so a moved or copied
 sweep dir still gives its table."""
-import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .. import rundir
 from ..errors import CharmlpError
 from ..rundir import STUDY_JSON, read_metrics, read_overrides, trial_dirname
 from .rundirs import METRIC_COLUMNS, iso, relative_dir, run_metrics

@@ -262,7 +262,7 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         try:
             self._record_attrs(trial, job)
             if job.error is not None:  # the launcher failed: the worker died, or the job's set-up
-                reason = f"{type(job.error).__name__}: {_first_line(job.error)}"
+                reason = f"{type(job.error).__name__}: {_one_line(job.error)}"
                 if type(job.error).__name__ not in WORKER_DEATHS:
                     self._fail(study, trial, reason)
                     return "FAIL", None
@@ -381,6 +381,12 @@ def _known_numbers(storage, study_name: str | None) -> set[int]:
 
 def _first_line(err) -> str:
     return str(err).splitlines()[0] if str(err) else "no detail"
+
+
+def _one_line(err, limit: int = 400) -> str:
+    """The whole message on one line (a Slurm job's end state is on its second line)."""
+    text = " ".join(str(err).split()) or "no detail"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _raise_interrupt(signum, frame):
