@@ -17,8 +17,8 @@ from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 STEPS = ["trainer.steps=600", "trainer.eval_interval=100", "trainer.history_interval=100"]
-# Successive halving with reduction factor 2: at each rung a trial goes on only if it is the
-# best of those that reached it. lr 1e-6 barely moves from its initial loss, so once a
+# Successive halving with reduction factor 2: at each rung a trial goes on only if it is in the
+# better half of those that reached it. lr 1e-6 barely moves from its initial loss, so once a
 # learning trial has passed rung 100, every such trial is pruned there.
 PRUNE = ["hydra/sweeper/pruner=successive_halving", "hydra.sweeper.pruner.min_resource=100",
          "hydra.sweeper.pruner.reduction_factor=2", "hydra/sweeper/sampler=grid",
@@ -50,7 +50,6 @@ def test_pruned_trials_stop_early_and_keep_what_they_did(tmp_path, names_file, l
     assert len([t for t in ts if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 6
     df = pd.read_csv(tmp_path / "results.csv")
     for t in pruned:
-        assert t.params["optimizer.lr"] < 0.01  # only the trials that could not learn
         assert t.intermediate_values and max(t.intermediate_values) < 600
         assert t.value == t.intermediate_values[max(t.intermediate_values)]
         run = tmp_path / f"trial_{t.number:04d}"
@@ -99,6 +98,11 @@ def test_a_free_slot_takes_the_next_trial_while_a_long_one_runs(tmp_path, names_
     during = [n for n, (s, e, steps) in spans.items()
               if steps == 200 and any(ls + 0.5 < s and s < le - 0.5 for ls, le in longs)]
     assert len(during) >= 2, spans
+    # duration_s is each trial's own time, not its batch's: long ones take longer than short ones.
+    df = pd.read_csv(tmp_path / "results.csv").set_index("number")
+    long_s = [df.duration_s[n] for n, (_, _, steps) in spans.items() if steps == 60000]
+    short_s = [df.duration_s[n] for n, (_, _, steps) in spans.items() if steps == 200]
+    assert min(long_s) > max(short_s), df.duration_s
 
 
 def test_timeout_min_stops_asking_and_lets_running_trials_finish(tmp_path, names_file):
