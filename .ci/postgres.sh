@@ -5,7 +5,7 @@
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "postgres.sh: run as root (sudo bash .ci/postgres.sh)" >&2; exit 1; }
 if ! command -v pg_ctlcluster >/dev/null 2>&1; then
-  apt-get update -qq
+  [ -n "${CHARMLP_APT_UPDATED:-}" ] || apt-get update -qq   # .ci/run updates once for all
   # policy-rc.d in containers may refuse to start services: we start the cluster ourselves.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi

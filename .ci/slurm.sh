@@ -8,7 +8,7 @@
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "slurm.sh: run as root (sudo bash .ci/slurm.sh)" >&2; exit 1; }
 if ! command -v slurmctld >/dev/null || ! command -v slurmdbd >/dev/null || ! command -v mariadbd >/dev/null; then
-  apt-get update -qq
+  [ -n "${CHARMLP_APT_UPDATED:-}" ] || apt-get update -qq   # .ci/run updates once for all
   # policy-rc.d in containers may refuse to start services: we start the daemons ourselves.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm slurmdbd munge mariadb-server >/dev/null
 fi
