@@ -40,3 +40,13 @@ def make_cfg(names_file):
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run a console command as a user would, in a subprocess."""
     return subprocess.run([*args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def native_available() -> bool:
+    """Whether the native engine builds and loads here (tests of it skip, saying so, if not)."""
+    from charmlp.engines import native
+    try:
+        native.library()
+        return True
+    except native.NativeUnavailable:
+        return False

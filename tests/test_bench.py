@@ -4,16 +4,10 @@ import random
 
 import pytest
 
+from conftest import native_available
+
 from charmlp import bench
 from charmlp.engines import native, peak
-
-
-def native_available() -> bool:
-    try:
-        native.library()
-        return True
-    except native.NativeUnavailable:
-        return False
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ import logging
 import random
 
 import pytest
+
+from conftest import native_available
 import torch
 
 from charmlp.data import Vocab, build_examples, split_words
@@ -19,14 +21,6 @@ OPTIMIZERS = {
     "sgd-wd": lambda: SGD(lr=0.1, weight_decay=0.001, schedule=Cosine()),  # the wide search's
 }
 VARIANTS = [(bn, direct) for bn in (True, False) for direct in (False, True)]
-
-
-def native_available() -> bool:
-    try:
-        native.library()
-        return True
-    except native.NativeUnavailable:
-        return False
 
 
 @pytest.fixture(scope="module")
