@@ -121,19 +121,25 @@ def split_words(names: list[str], fractions: tuple[float, float, float], seed: i
 
 
 def build_examples(words: list[str], vocab: Vocab, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    X, Y = [], []
-    for w in words:
-        context = [0] * block_size
-        for ix in vocab.encode(w) + [0]:
-            X.append(context)
-            Y.append(ix)
-            context = context[1:] + [ix]
-    return torch.tensor(X, dtype=torch.long).view(-1, block_size), torch.tensor(Y, dtype=torch.long)
+    """Every (context, next character) pair of every word, in order: the reference's loop,
+    vectorised (a sweep over context lengths builds these once per trial)."""
+    index = {c: i for i, c in enumerate(vocab.chars)}
+    pad = BOUNDARY * block_size
+    ids = torch.tensor([index[c] for c in pad + pad.join(w + BOUNDARY for w in words)], dtype=torch.long)
+    targets = torch.tensor([len(w) + 1 for w in words], dtype=torch.long)  # incl. the end token
+    word_start = torch.cumsum(targets + block_size, 0) - targets - block_size
+    before = torch.cumsum(targets, 0) - targets  # examples of the earlier words
+    starts = (torch.repeat_interleave(word_start - before, targets)
+              + torch.arange(int(targets.sum())))
+    X = ids[starts[:, None] + torch.arange(block_size)]
+    return X.view(-1, block_size), ids[starts + block_size]
 
 
-# The last data set this process built: a sweep slot's worker process runs trial after trial
-# on the same file, and building the examples is most of a trial's set-up.
+# The data sets this process built, newest last: a sweep slot's worker process runs trial
+# after trial on the same file, often at several context lengths, and building the examples
+# is most of a trial's set-up. A few MB each.
 _loaded: dict[tuple, Splits] = {}
+_KEEP = 8
 
 
 def load_splits(path: str | None, block_size: int = 3, splits=(0.8, 0.1, 0.1),
@@ -142,10 +148,11 @@ def load_splits(path: str | None, block_size: int = 3, splits=(0.8, 0.1, 0.1),
     file = resolve_path(path)
     stat = file.stat()
     key = (str(file.resolve()), stat.st_mtime_ns, stat.st_size, block_size, tuple(splits), split_seed)
-    if key not in _loaded:
-        _loaded.clear()
-        _loaded[key] = _build_splits(file, block_size, tuple(splits), split_seed)
-    return _loaded[key]
+    built = _loaded.pop(key, None) or _build_splits(file, block_size, tuple(splits), split_seed)
+    _loaded[key] = built  # newest last; the oldest goes first
+    while len(_loaded) > _KEEP:
+        del _loaded[next(iter(_loaded))]
+    return built
 
 
 def _build_splits(file: Path, block_size: int, splits: tuple, split_seed: int) -> Splits:

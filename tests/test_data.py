@@ -31,6 +31,35 @@ def test_examples_follow_context_windows():
     assert X.tolist() == [[0, 0, 0], [0, 0, 1], [0, 1, 2]] and Y.tolist() == [1, 2, 0]
 
 
+def _examples_by_the_reference_loop(words, vocab, block_size):
+    X, Y = [], []
+    for w in words:
+        context = [0] * block_size
+        for ix in vocab.encode(w) + [0]:
+            X.append(context)
+            Y.append(ix)
+            context = context[1:] + [ix]
+    return X, Y
+
+
+@pytest.mark.parametrize("block_size", [1, 3, 7, 12])
+def test_examples_equal_the_reference_loop(block_size):
+    import random
+    rng = random.Random(block_size)
+    words = ["".join(rng.choice("abzéë") for _ in range(rng.randint(1, 15))) for _ in range(200)]
+    vocab = Vocab.from_names(words)
+    X, Y = build_examples(words, vocab, block_size)
+    rx, ry = _examples_by_the_reference_loop(words, vocab, block_size)
+    assert X.tolist() == rx and Y.tolist() == ry
+
+
+def test_several_context_lengths_stay_cached(tmp_path):
+    f = tmp_path / "n.txt"
+    f.write_text("\n".join(make_names(50)))
+    first = {b: load_splits(str(f), block_size=b) for b in (3, 5, 8)}
+    assert all(load_splits(str(f), block_size=b) is s for b, s in first.items())
+
+
 def test_blank_lines_and_whitespace_are_ignored(tmp_path, caplog):
     f = tmp_path / "n.txt"
     f.write_text("anna\n\n  bob \nclara\n\n")
