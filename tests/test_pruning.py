@@ -190,3 +190,26 @@ def test_a_trial_that_kills_its_worker_is_retried_once_then_fails(tmp_path, name
     assert ts[2].state == TrialState.FAIL and not ts[2].user_attrs.get("not_counted")
     assert "max_retries=1" in ts[2].user_attrs["fail_reason"]
     assert ts[3].state == TrialState.COMPLETE and len(ts) == 4
+
+
+@pytest.mark.parametrize("choice, cls, kept", [
+    ("none", optuna.pruners.NopPruner, {}),
+    ("median", optuna.pruners.MedianPruner, {}),
+    ("successive_halving", optuna.pruners.SuccessiveHalvingPruner, {"_min_resource": 20000}),
+    ("hyperband", optuna.pruners.HyperbandPruner, {"_min_resource": 20000}),
+])
+def test_a_presets_pruner_can_be_swapped_on_the_command_line(choice, cls, kept, caplog):
+    """+sweep=wide sets successive halving's min_resource; `hydra/sweeper/pruner=none` (the
+    README's no-pruning comparison) must still run: arguments the chosen pruner does not take
+    are dropped with a warning naming them, the ones it takes are kept."""
+    from hydra import compose, initialize_config_dir
+
+    from charmlp.configs import conf_dir
+    from charmlp.sweep.sweeper import _pruner
+    with initialize_config_dir(conf_dir(), version_base=None):
+        cfg = compose("train", ["+sweep=wide", f"hydra/sweeper/pruner={choice}"], return_hydra_config=True)
+    pruner = _pruner(cfg.hydra.sweeper.pruner)
+    assert type(pruner) is cls
+    assert all(getattr(pruner, k) == v for k, v in kept.items())
+    dropped = "min_resource" in caplog.text
+    assert dropped == (choice in ("none", "median")), caplog.text
