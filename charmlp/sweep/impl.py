@@ -130,9 +130,11 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         finished = None
         try:
             while True:
-                while slots.free() and time.time() < deadline:
-                    job = self._next_trial(study, total, space, fixed, fixed_overrides)
+                while slots.free():
+                    job = (self._next_trial(study, total, space, fixed, fixed_overrides)
+                           if time.time() < deadline else None)
                     if job is None:
+                        progress.no_more_trials()
                         break
                     if job is not False:
                         beats[job.trial.number] = Heartbeat(

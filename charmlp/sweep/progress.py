@@ -43,11 +43,12 @@ class Overhead:
         self.setup += finite(metrics.get("time_setup")) or 0.0
         self.final += finite(metrics.get("time_final_eval")) or 0.0
 
-    def lines(self, cores: float) -> list[str]:
+    def lines(self, cores: float, tail: float) -> list[str]:
         n = max(self.trials, 1)
         back = self.slot - self.launch - self.setup - self.training - self.final
         return [f"core time: {100 * self.training / cores:.1f}% training, slots busy "
-                f"{100 * self.slot / cores:.1f}%",
+                f"{100 * self.slot / cores:.1f}%, idle {100 * tail / cores:.1f}% at the end "
+                "(no trial left to start while the last ones ran)",
                 f"per trial: {self.training / n:.1f} s training (of which {self.evaluation / n:.2f} s "
                 f"dev evaluation); overhead {self.launch / n:.2f} s launch (process start and imports "
                 f"once per slot, Hydra job set-up), {self.setup / n:.2f} s set-up (data, model, engine), "
@@ -63,10 +64,14 @@ class Progress:
         self._longest = 0.0  # the longest trial so far: how long a running one may still take
         self.ran = 0
         self.overhead = Overhead()
+        self._stopped = False   # no more trials will start: a slot that frees stays idle
+        self._idle_from: list[float] = []  # when each such slot freed
 
     def trial_done(self, study: optuna.Study, number: int, state: str, values: list | None,
                    submitted: float, seconds: float, metrics: dict) -> None:
         self.ran += 1
+        if self._stopped:
+            self._idle_from.append(submitted + seconds)
         self._longest = max(self._longest, seconds)
         self.overhead.add(submitted, seconds, metrics)
         trials = study.get_trials(deepcopy=False)
@@ -79,6 +84,11 @@ class Progress:
             eta = min(eta, max(self.deadline - time.time(), 0) + self._longest)
         log.info("trial %d %s %s | %s | %d/%d done | %s elapsed, ~%s left", number, state, value,
                  self._best(study), done, self.total, clock(elapsed), clock(eta))
+
+    def no_more_trials(self) -> None:
+        """The sweep starts no more trials (budget or timeout_min spent): the slots that free
+        from now on stay idle until the end, which the summary reports apart."""
+        self._stopped = True
 
     def _best(self, study: optuna.Study) -> str:
         try:
@@ -93,6 +103,8 @@ class Progress:
         elapsed = time.time() - self.t0
         log.info("sweep done in %s: %s", clock(elapsed), self._best(study))
         if self.ran:
-            for line in self.overhead.lines(self.slots * elapsed):
+            end = time.time()
+            tail = sum(end - t for t in self._idle_from)
+            for line in self.overhead.lines(self.slots * elapsed, tail):
                 log.info("%s", line)
         log.info("results: %s", results_csv)
