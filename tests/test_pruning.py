@@ -192,24 +192,34 @@ def test_a_trial_that_kills_its_worker_is_retried_once_then_fails(tmp_path, name
     assert ts[3].state == TrialState.COMPLETE and len(ts) == 4
 
 
-@pytest.mark.parametrize("choice, cls, kept", [
-    ("none", optuna.pruners.NopPruner, {}),
-    ("median", optuna.pruners.MedianPruner, {}),
-    ("successive_halving", optuna.pruners.SuccessiveHalvingPruner, {"_min_resource": 20000}),
-    ("hyperband", optuna.pruners.HyperbandPruner, {"_min_resource": 20000}),
+@pytest.mark.parametrize("choice, cls, takes_min_resource", [
+    ("none", optuna.pruners.NopPruner, False),
+    ("median", optuna.pruners.MedianPruner, False),
+    ("successive_halving", optuna.pruners.SuccessiveHalvingPruner, True),
+    ("hyperband", optuna.pruners.HyperbandPruner, True),
 ])
-def test_a_presets_pruner_can_be_swapped_on_the_command_line(choice, cls, kept, caplog):
+def test_a_presets_pruner_can_be_swapped_on_the_command_line(choice, cls, takes_min_resource, caplog):
     """+sweep=wide sets successive halving's min_resource; `hydra/sweeper/pruner=none` (the
     README's no-pruning comparison) must still run: arguments the chosen pruner does not take
     are dropped with a warning naming them, the ones it takes are kept."""
     from hydra import compose, initialize_config_dir
 
     from charmlp.configs import conf_dir
-    from charmlp.sweep.sweeper import _pruner
+    from charmlp.sweep.pruners import make_pruner
     with initialize_config_dir(conf_dir(), version_base=None):
         cfg = compose("train", ["+sweep=wide", f"hydra/sweeper/pruner={choice}"], return_hydra_config=True)
-    pruner = _pruner(cfg.hydra.sweeper.pruner)
+    pruner = make_pruner(cfg.hydra.sweeper.pruner)
     assert type(pruner) is cls
-    assert all(getattr(pruner, k) == v for k, v in kept.items())
-    dropped = "min_resource" in caplog.text
-    assert dropped == (choice in ("none", "median")), caplog.text
+    if takes_min_resource:
+        assert pruner._min_resource == cfg.hydra.sweeper.pruner.min_resource > 1
+    assert ("takes no min_resource" in caplog.text) != takes_min_resource, caplog.text
+
+
+def test_a_pruner_without_the_presets_arguments_runs_every_trial(tmp_path, names_file):
+    """End to end, as the wide preset's no-pruning comparison runs: the trials (which build the
+    pruner again in their own processes) complete, and the sweep warns once."""
+    r = sweep(names_file, tmp_path, "hydra/sweeper/pruner=none", "+hydra.sweeper.pruner.min_resource=100",
+              n_trials=2)
+    assert r.returncode == 0, r.stderr
+    assert [t.state for t in study_of(tmp_path).trials] == [TrialState.COMPLETE] * 2
+    assert (r.stdout + r.stderr).count("takes no min_resource") == 1

@@ -51,10 +51,9 @@ class TrialReporter:
     def trial(self) -> optuna.Trial:
         """The job's own trial, opened on first use (the storage connection costs ~0.1 s)."""
         if self._trial is None:
-            from hydra.utils import instantiate
+            from .pruners import make_pruner
             from .storage import open_storage
-            pruner = (instantiate(self.pruner_cfg, _execution_whitelist_=("optuna.pruners.*",))
-                      if self.pruner_cfg else optuna.pruners.NopPruner())
+            pruner = make_pruner(self.pruner_cfg, warn=False) if self.pruner_cfg else optuna.pruners.NopPruner()
             # A RandomSampler: Trial() asks the sampler for relative params, which TPE would compute.
             study = optuna.load_study(study_name=self.study_name, storage=open_storage(self.storage_url),
                                       sampler=optuna.samplers.RandomSampler(), pruner=pruner)

@@ -1,8 +1,5 @@
 """The Hydra plugin entry point. Importing this stays cheap (Hydra scans plugins at every
 start-up): the Optuna-backed implementation loads only when a sweep actually runs."""
-import importlib
-import inspect
-import logging
 import os
 import sys
 from typing import Any
@@ -12,9 +9,10 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ..errors import CharmlpError
+from .pruners import make_pruner
 
 
 class SweepError(CharmlpError, CompactHydraException):
@@ -35,7 +33,7 @@ class CharmlpSweeper(OptunaSweeper):
             _sampler(sampler), direction, storage, study_name, n_trials, n_jobs, max_failure_rate,
             custom_search_space, params, heartbeat_interval=heartbeat_interval,
             grace_period=grace_period, timeout_min=timeout_min, max_retries=max_retries,
-            pruner=_pruner(pruner) if pruner else None,
+            pruner=make_pruner(pruner) if pruner else None,
             reseed=_reseeder(sampler))
 
     def sweep(self, arguments: list[str]) -> Any:
@@ -58,29 +56,6 @@ def app_name() -> str:
         from hydra.core.hydra_config import HydraConfig
         name = HydraConfig.get().job.name if HydraConfig.initialized() else "hydra"
     return name
-
-
-def _pruner(cfg: DictConfig) -> Any:
-    """The configured optuna pruner. A preset's parameters for its own pruner (the wide
-    preset's min_resource) do not fit another one chosen on the command line
-    (hydra/sweeper/pruner=none): those are dropped, with a warning, instead of failing."""
-    unused = _unknown_args(cfg)
-    if unused:
-        logging.getLogger("charmlp.sweep").warning(
-            "hydra.sweeper.pruner: %s takes no %s; ignored", cfg._target_, ", ".join(unused))
-        cfg = OmegaConf.create({k: v for k, v in cfg.items_ex(resolve=False) if k not in unused})
-    return instantiate(cfg, _execution_whitelist_=("optuna.pruners.*",))
-
-
-def _unknown_args(cfg: DictConfig) -> list[str]:
-    target = cfg.get("_target_")
-    if not isinstance(target, str) or not target.startswith("optuna.pruners."):
-        return []  # instantiate judges (and refuses) anything else
-    module, _, name = target.rpartition(".")
-    params = inspect.signature(getattr(importlib.import_module(module), name, None) or object).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return []
-    return [k for k in cfg if not str(k).startswith("_") and k not in params]
 
 
 SAMPLERS = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
