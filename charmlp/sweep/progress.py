@@ -100,10 +100,10 @@ class Progress:
             return "best -"
 
     def summary(self, study: optuna.Study, results_csv) -> None:
-        elapsed = time.time() - self.t0
+        end = time.time()
+        elapsed = end - self.t0
         log.info("sweep done in %s: %s", clock(elapsed), self._best(study))
         if self.ran:
-            end = time.time()
             tail = sum(end - t for t in self._idle_from)
             for line in self.overhead.lines(self.slots * elapsed, tail):
                 log.info("%s", line)
