@@ -166,22 +166,33 @@ class Run:
 
     def loop(self, metrics: dict) -> None:
         tc, t0 = self.tc, time.perf_counter()
+        chunk = steps_per_call(self.engine, tc.history_interval)
         try:
             while self.step < tc.steps:
-                n = min(tc.history_interval - self.step % tc.history_interval,
-                        tc.eval_interval - self.step % tc.eval_interval, tc.steps - self.step)
+                n = min(chunk - self.step % chunk, tc.eval_interval - self.step % tc.eval_interval,
+                        tc.steps - self.step)
                 losses = self.engine.run(self.step, n)
                 if self.step == 0:
                     metrics["init_loss"] = losses[0].item()
-                check_divergence(losses, self.step, tc.max_loss)
-                self.step += n
-                dev = self._evaluate(losses, t0) if self._eval_due() else None
-                self.history.add(self.step, self.optimizer.lr_at(self.step - 1, tc.steps),
-                                 losses.mean().item(), dev)
-                if dev is not None and self.on_eval is not None:
-                    self.on_eval(self.step, dev)
+                for block in self._history_blocks(losses):
+                    check_divergence(block, self.step, tc.max_loss)
+                    self.step += len(block)
+                    dev = self._evaluate(block, t0) if self._eval_due() else None
+                    self.history.add(self.step, self.optimizer.lr_at(self.step - 1, tc.steps),
+                                     block.mean().item(), dev)
+                    if dev is not None and self.on_eval is not None:
+                        self.on_eval(self.step, dev)
         finally:
             self.loop_time = time.perf_counter() - t0
+
+    def _history_blocks(self, losses: torch.Tensor) -> list[torch.Tensor]:
+        """A run's losses cut where history rows end (every history_interval steps)."""
+        hi, cuts, at = self.tc.history_interval, [], self.step
+        while at < self.step + len(losses):
+            end = min(at + hi - at % hi, self.step + len(losses))
+            cuts.append(end - at)
+            at = end
+        return list(torch.split(losses, cuts))
 
     def _eval_due(self) -> bool:
         return self.step % self.tc.eval_interval == 0 or self.step == self.tc.steps
@@ -204,6 +215,14 @@ class Run:
                 "time_eval": self.eval_time,
                 "best_dev_loss": self.best[0] if self.best[1] >= 0 else None,
                 "best_dev_step": self.best[1] if self.best[1] >= 0 else None}
+
+
+def steps_per_call(engine, history_interval: int) -> int:
+    """Steps per engine.run() call (cut at evaluations): one history row's worth, or a whole
+    number of rows up to the engine's run_chunk where its results do not depend on how
+    steps are grouped into calls. Each call costs Python 0.1-0.3 ms (batch indices,
+    learning rates, loss checks), 5-10% of a 100-step native call at small sizes."""
+    return history_interval * max(1, (engine.run_chunk or 0) // history_interval)
 
 
 def check_divergence(losses: torch.Tensor, step: int, max_loss: float) -> None:

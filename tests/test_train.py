@@ -8,7 +8,7 @@ import torch
 from charmlp.checkpoint import load_checkpoint
 from charmlp.errors import TrialDiverged
 from charmlp.trainer import train
-from conftest import TINY, run_cli
+from conftest import TINY, native_available, run_cli
 
 
 def test_training_lowers_the_loss_and_writes_the_run_dir(make_cfg, tmp_path):
@@ -31,6 +31,30 @@ def test_same_config_twice_gives_identical_losses(make_cfg, tmp_path):
     b = train(make_cfg("optimizer=adamw"), tmp_path / "b")
     for key in ("init_loss", "train_loss", "dev_loss", "best_dev_loss"):
         assert a[key] == b[key]
+
+
+def test_native_calls_of_many_steps_keep_history_rows_and_losses(make_cfg, tmp_path, monkeypatch):
+    """The loop hands the native engine up to run_chunk steps per call but still writes a
+    history row every history_interval steps and at each evaluation, with the same losses
+    and evaluations as one call per row."""
+    from charmlp.engines.native import NativeEngine
+    if not native_available():
+        pytest.skip("no C compiler here")
+    cfg = make_cfg("trainer.engine=native", "trainer.steps=1130", "trainer.history_interval=60",
+                   "trainer.eval_interval=250")
+    seen, calls = {}, []
+    run = NativeEngine.run
+    monkeypatch.setattr(NativeEngine, "run", lambda self, start, n: calls.append(n) or run(self, start, n))
+    for chunk in (1000, None):
+        monkeypatch.setattr(NativeEngine, "run_chunk", chunk)
+        evals = []
+        m = train(cfg, tmp_path / str(chunk), on_eval=lambda step, dev: evals.append((step, dev)))
+        seen[chunk] = (m["train_loss"], m["dev_loss"], evals, (tmp_path / str(chunk) / "history.csv").read_text())
+        seen[chunk, "calls"], calls[:] = list(calls), []
+    assert seen[1000] == seen[None]
+    assert max(seen[1000, "calls"]) == 250 and max(seen[None, "calls"]) == 60
+    steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "1000" / "history.csv"))]
+    assert steps == sorted(set(range(60, 1130, 60)) | {250, 500, 750, 1000, 1130})
 
 
 def test_divergence_stops_the_run_and_says_why(make_cfg, tmp_path):

@@ -11,6 +11,9 @@ from ..optim import Optimizer
 
 class Engine(ABC):
     name: str = "?"
+    # Steps the trainer may hand run() at once, for an engine whose results are the same
+    # however steps are grouped into calls; None: one history row per call.
+    run_chunk: int | None = None
 
     def __init__(self, model: CharMLP, optimizer: Optimizer, X: torch.Tensor, Y: torch.Tensor,
                  batch_size: int, generator: torch.Generator, total_steps: int):

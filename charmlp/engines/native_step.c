@@ -7,7 +7,8 @@
  * decay, bias corrections, eps outside the sqrt). Weight decay only on the matrices.
  *
  * Parameters and optimizer state are the caller's tensors (pointers in Net); run() does
- * n whole steps on pre-gathered batches, so Python is touched once per n steps.
+ * n whole steps (batches gathered here from their indices), so Python is touched once per
+ * n steps.
  *
  * Where the time goes, and why it is spent that way:
  * - for a run, every H-long row (W1, b1, BatchNorm's gain/bias/statistics, W2^T and their
@@ -20,7 +21,9 @@
  * - matmuls are register-tiled kernels in GCC/Clang vector extensions; BatchNorm, tanh and
  *   their gradients are fused per column vector (one pass over the batch in L1), and
  *   tanh/exp are inline vector polynomials, so the hot loops run whole vectors with no
- *   -ffast-math.
+ *   -ffast-math;
+ * - where a product needs horizontal sums (rows of h times rows of W2^T), four are done at
+ *   once in the one-at-a-time order (hsum4), and softmax runs one row per vector lane.
  * The vector width is the widest the compiler targets: 16 lanes with AVX-512 (-march=native
  * on a CPU that has it), else 8 (AVX2, or two SSE registers per vector elsewhere).
  * The float sums run in another order than torch's; losses agree with the reference loop
@@ -75,6 +78,40 @@ static inline float hsum(vf v) {  /* 128-bit quarters added as vectors, then 4 l
     }
     return (a[0] + a[2]) + (a[1] + a[3]);
 }
+/* hsum of a, b, c and d into out[0..3], each added in exactly hsum's order, but four at a
+ * time: the quarters are transposed so that one vector add does a step of four sums. */
+#if defined(__clang__)
+#define SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define SHUF(a, b, ...) __builtin_shuffle(a, b, (vi){__VA_ARGS__})
+#endif
+static inline void hsum4(vf a, vf b, vf c, vf d, float *out) {
+#if VL == 16
+    const vf ab0 = SHUF(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+    const vf ab1 = SHUF(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    const vf cd0 = SHUF(c, d, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+    const vf cd1 = SHUF(c, d, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    const vf q0 = SHUF(ab0, cd0, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const vf q1 = SHUF(ab0, cd0, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const vf q2 = SHUF(ab1, cd1, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const vf q3 = SHUF(ab1, cd1, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const vf s = ((q0 + q1) + q2) + q3;  /* [a's 4 lanes, b's, c's, d's] */
+    const vf h = s + SHUF(s, s, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+    const vf u = h + SHUF(h, h, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+    out[0] = u[0], out[1] = u[4], out[2] = u[8], out[3] = u[12];
+#elif VL == 8
+    const vf sab = SHUF(a, b, 0, 1, 2, 3, 8, 9, 10, 11) + SHUF(a, b, 4, 5, 6, 7, 12, 13, 14, 15);
+    const vf scd = SHUF(c, d, 0, 1, 2, 3, 8, 9, 10, 11) + SHUF(c, d, 4, 5, 6, 7, 12, 13, 14, 15);
+    const vf hab = sab + SHUF(sab, sab, 2, 3, 0, 1, 6, 7, 4, 5);
+    const vf hcd = scd + SHUF(scd, scd, 2, 3, 0, 1, 6, 7, 4, 5);
+    const vf uab = hab + SHUF(hab, hab, 1, 0, 3, 2, 5, 4, 7, 6);
+    const vf ucd = hcd + SHUF(hcd, hcd, 1, 0, 3, 2, 5, 4, 7, 6);
+    out[0] = uab[0], out[1] = uab[4], out[2] = ucd[0], out[3] = ucd[4];
+#else
+    out[0] = hsum(a), out[1] = hsum(b), out[2] = hsum(c), out[3] = hsum(d);
+#endif
+}
+
 static inline int64_t round_up(int64_t x) { return (x + VL - 1) / VL * VL; }
 
 /* ---- profiling (compiled in with -DCHARMLP_PROFILE only) ---- */
@@ -107,13 +144,11 @@ int64_t charmlp_profile(double *out) {
     return NPH;
 }
 
-/* exp(x) for x in [-87, 88] (clamped): Cody-Waite reduction by round(x/ln2) (the
- * 1.5*2^23 trick rounds and leaves n in the low mantissa bits) and a degree-6 polynomial,
- * about 1 ulp. libm's expf/tanhf are calls per element and were half the step time. */
-static inline vf vexp(vf x) {
+/* exp(x) for x in [-87, 88]: Cody-Waite reduction by round(x/ln2) (the 1.5*2^23 trick
+ * rounds and leaves n in the low mantissa bits) and a degree-6 polynomial, about 1 ulp.
+ * libm's expf/tanhf are calls per element and were half the step time. */
+static inline vf vexp_in_range(vf x) {
     const float magic = 12582912.0f;  /* 1.5 * 2^23 */
-    x = blend(x < splat(-87.0f), splat(-87.0f), x);
-    x = blend(x > splat(88.0f), splat(88.0f), x);
     vf t = x * splat(1.44269504f) + splat(magic);
     vf n = t - splat(magic);
     vf r = x - n * splat(0.693145752f);  /* ln2 split in hi + lo so r is exact */
@@ -129,13 +164,20 @@ static inline vf vexp(vf x) {
     return p * (vf)((ni + 127) << 23);
 }
 
+/* exp(x), x clamped to [-87, 88] first */
+static inline vf vexp(vf x) {
+    x = blend(x < splat(-87.0f), splat(-87.0f), x);
+    x = blend(x > splat(88.0f), splat(88.0f), x);
+    return vexp_in_range(x);
+}
+
 /* tanh(x) = sign(x) (1 - 2 / (exp(2|x|) + 1)), or its odd Taylor series near 0 where that
  * form cancels. Absolute error ~1e-7, as tanhf's. */
 static inline vf vtanh(vf x) {
     const vi signbit = (vi)splat(-0.0f);
     vf a = (vf)((vi)x & ~signbit);
     a = blend(a > splat(9.0f), splat(9.0f), a);  /* tanh(9) == 1 in float */
-    vf big = splat(1.0f) - splat(2.0f) / (vexp(a + a) + splat(1.0f));
+    vf big = splat(1.0f) - splat(2.0f) / (vexp_in_range(a + a) + splat(1.0f));  /* 2a in [0, 18] */
     vf a2 = a * a;
     vf small = a * (splat(1.0f) + a2 * (splat(-1.0f / 3.0f) + a2 * (splat(2.0f / 15.0f)
                + a2 * (splat(-17.0f / 315.0f) + a2 * splat(62.0f / 2835.0f)))));
@@ -152,22 +194,30 @@ static inline void vadd_to(int64_t n, const float *restrict in, float *restrict 
  * A[i*sai + k*sak], so A^T is the same call with the strides swapped (no transposed copy).
  * acc=0 overwrites C instead of adding to it (no memset first); acc=2 treats C as a weight
  * and applies plain SGD with this product as its gradient, C += step * (A@Bm + wd * C), so
- * the gradient is never stored and read back. Register tiles of R rows x
- * Q vectors (12 accumulators in the main 6 x 2 tile, so both FMA units stay busy through
- * FMA latency): each loaded vector of Bm serves R rows of A, and C is read and written
- * once per tile instead of once per k. */
+ * the gradient is never stored and read back. Register tiles of R rows x Q vectors (12
+ * accumulators in the main 6 x 2 tile, 24 in 6 x 4 with AVX-512, so both FMA units stay
+ * busy through FMA latency): each loaded vector of Bm serves R rows of A, and C is read
+ * and written once per tile instead of once per k. Each element of C is the same sum in
+ * the same order whatever tile computes it. */
+/* Vectors per register tile row: 6 x 4 tiles (24 accumulators) where AVX-512 gives 32
+ * registers, 6 x 2 (12) with AVX2's 16. */
+#if VL == 16 && defined(__AVX512F__)
+#define QMAX 4
+#else
+#define QMAX 2
+#endif
 static inline __attribute__((always_inline)) void gemm_tile(
     const int R, const int Q, int64_t i, int64_t j, int64_t K, int64_t N,
     const float *restrict A, int64_t sai, int64_t sak, const float *restrict Bm,
     float *restrict C, int acc, float step, float wd) {
-    vf s[6][2];
+    vf s[6][QMAX];
     for (int r = 0; r < R; r++)
         for (int q = 0; q < Q; q++)
             s[r][q] = acc == 1 ? load(C + (i + r) * N + j + VL * q) : splat(0.0f);
     const float *a = A + i * sai;
     const float *b = Bm + j;
     for (int64_t k = 0; k < K; k++) {
-        vf bv[2];
+        vf bv[QMAX];
         for (int q = 0; q < Q; q++) bv[q] = load(b + k * N + VL * q);
         for (int r = 0; r < R; r++) {
             const vf x = splat(a[r * sai + k * sak]);
@@ -208,6 +258,9 @@ static inline __attribute__((always_inline)) void gemm_any(
     int64_t M, int64_t K, int64_t N, const float *restrict A, int64_t sai, int64_t sak,
     const float *restrict Bm, float *restrict C, int acc, float step, float wd) {
     int64_t j = 0;
+#if QMAX == 4
+    for (; j + 4 * VL <= N; j += 4 * VL) gemm_cols(4, j, M, K, N, A, sai, sak, Bm, C, acc, step, wd);
+#endif
     for (; j + 2 * VL <= N; j += 2 * VL) gemm_cols(2, j, M, K, N, A, sai, sak, Bm, C, acc, step, wd);
     if (j < N) gemm_cols(1, j, M, K, N, A, sai, sak, Bm, C, acc, step, wd);
 }
@@ -227,24 +280,40 @@ static void gemm_sgd(int64_t M, int64_t K, int64_t N, const float *restrict A, i
 /* C (M, N) (+)= A (M, K) @ Bt (N, K)^T for rows i..i+R, columns j..j+Q: dot products of
  * contiguous rows, R*Q accumulators, so a weight used as W^T needs no transposed copy.
  * K is a multiple of VL (the padded H). */
+/* Its register tiles: 6 rows x 4 columns (24 accumulators) with AVX-512's 32 registers,
+ * 4 x 3 (12) with AVX2's 16. */
+#if QMAX == 4
+#define NT_R 6
+#define NT_Q 4
+#else
+#define NT_R 4
+#define NT_Q 3
+#endif
 static inline __attribute__((always_inline)) void nt_tile(
     const int R, const int Q, int64_t i, int64_t j, int64_t K, int64_t N,
     const float *restrict A, const float *restrict Bt, float *restrict C, int acc) {
-    vf s[4][3];
+    vf s[NT_R][NT_Q];
     for (int r = 0; r < R; r++)
         for (int q = 0; q < Q; q++) s[r][q] = splat(0.0f);
     for (int64_t k = 0; k < K; k += VL) {
-        vf b[3];
+        vf b[NT_Q];
         for (int q = 0; q < Q; q++) b[q] = load(Bt + (j + q) * K + k);
         for (int r = 0; r < R; r++) {
             const vf a = load(A + (i + r) * K + k);
             for (int q = 0; q < Q; q++) s[r][q] += a * b[q];
         }
     }
+    vf flat[NT_R * NT_Q];
+    float sum[NT_R * NT_Q];
+    for (int r = 0; r < R; r++)
+        for (int q = 0; q < Q; q++) flat[r * Q + q] = s[r][q];
+    const int whole = R * Q / 4 * 4;
+    for (int k = 0; k < whole; k += 4) hsum4(flat[k], flat[k + 1], flat[k + 2], flat[k + 3], sum + k);
+    for (int k = whole; k < R * Q; k++) sum[k] = hsum(flat[k]);
     for (int r = 0; r < R; r++)
         for (int q = 0; q < Q; q++) {
             float *c = C + (i + r) * N + j + q;
-            *c = acc ? *c + hsum(s[r][q]) : hsum(s[r][q]);
+            *c = acc ? *c + sum[r * Q + q] : sum[r * Q + q];
         }
 }
 
@@ -252,17 +321,26 @@ static inline __attribute__((always_inline)) void nt_rows(
     const int R, int64_t i, int64_t K, int64_t N, const float *restrict A,
     const float *restrict Bt, float *restrict C, int acc) {
     int64_t j = 0;
-    for (; j + 3 <= N; j += 3) nt_tile(R, 3, i, j, K, N, A, Bt, C, acc);
-    if (N - j == 2) nt_tile(R, 2, i, j, K, N, A, Bt, C, acc);
-    else if (N - j == 1) nt_tile(R, 1, i, j, K, N, A, Bt, C, acc);
+    for (; j + NT_Q <= N; j += NT_Q) nt_tile(R, NT_Q, i, j, K, N, A, Bt, C, acc);
+    switch (N - j) {
+#if NT_Q == 4
+    case 3: nt_tile(R, 3, i, j, K, N, A, Bt, C, acc); break;
+#endif
+    case 2: nt_tile(R, 2, i, j, K, N, A, Bt, C, acc); break;
+    case 1: nt_tile(R, 1, i, j, K, N, A, Bt, C, acc); break;
+    }
 }
 
-/* C (M, N) (+)= A (M, K) @ Bt (N, K)^T in tiles of 4 rows x 3 columns (12 accumulators). */
+/* C (M, N) (+)= A (M, K) @ Bt (N, K)^T in tiles of NT_R rows x NT_Q columns. */
 static void gemm_nt(int64_t M, int64_t K, int64_t N, const float *restrict A,
                     const float *restrict Bt, float *restrict C, int acc) {
     int64_t i = 0;
-    for (; i + 4 <= M; i += 4) nt_rows(4, i, K, N, A, Bt, C, acc);
+    for (; i + NT_R <= M; i += NT_R) nt_rows(NT_R, i, K, N, A, Bt, C, acc);
     switch (M - i) {
+#if NT_R == 6
+    case 5: nt_rows(5, i, K, N, A, Bt, C, acc); break;
+    case 4: nt_rows(4, i, K, N, A, Bt, C, acc); break;
+#endif
     case 3: nt_rows(3, i, K, N, A, Bt, C, acc); break;
     case 2: nt_rows(2, i, K, N, A, Bt, C, acc); break;
     case 1: nt_rows(1, i, K, N, A, Bt, C, acc); break;
@@ -318,6 +396,7 @@ typedef struct {
     int32_t *uniq, *slot, *seen;
     int64_t *nuniq;
     float *cu, *rows, *grows;
+    float *lt;  /* (V, VL): softmax's logits, a row per lane */
     int64_t umax;  /* min(V, B): the most distinct tokens a position can have */
     /* Plain SGD (no momentum) updates W1 and W2 inside their gradient products (gemm_sgd),
      * each after its last use in the step: fused, with this step's -lr and weight decay. */
@@ -423,20 +502,34 @@ static void batchnorm_tanh(const Net *n, Work *w) {
     }
 }
 
-/* log(sum(exp(l))) of one row of V logits, stably; e gets exp(l - max), *sum their sum */
-static float log_sum_exp(int64_t V, const float *l, float *e, float *sum) {
-    float mx = l[0], s = 0.0f, buf[VL];
-    for (int64_t v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
-    int64_t v = 0;
-    for (; v + VL <= V; v += VL) store(e + v, vexp(load(l + v) - splat(mx)));
-    if (v < V) {
-        for (int k = 0; k < VL; k++) buf[k] = v + k < V ? l[v + k] - mx : 0.0f;
-        store(buf, vexp(load(buf)));
-        memcpy(e + v, buf, sizeof(float) * (V - v));
+/* Cross-entropy, and its gradient, of rows 0..m (m <= VL) of the logits l (m, V), one row
+ * per vector lane: every row's max, exp and sum run over v in the one-row order, VL rows per
+ * instruction (row by row, the sum's chain of dependent adds and the scalar max were most of
+ * softmax's time). loss[r] = logsumexp(l[r]) - l[r][y[r]]; when d is not NULL,
+ * d[r] = (softmax(l[r]) - onehot(y[r])) / B. lt: V * VL floats of scratch. */
+static void softmax_rows(int64_t V, int64_t m, int64_t B, const float *l, const int64_t *y,
+                         float *loss, float *d, float *lt) {
+    for (int64_t v = 0; v < V; v++)
+        for (int64_t r = 0; r < VL; r++) lt[v * VL + r] = r < m ? l[r * V + v] : 0.0f;
+    vf mx = load(lt);
+    for (int64_t v = 1; v < V; v++) {
+        const vf x = load(lt + v * VL);
+        mx = blend(x > mx, x, mx);
     }
-    for (v = 0; v < V; v++) s += e[v];
-    *sum = s;
-    return mx + logf(s);
+    vf s = splat(0.0f);
+    for (int64_t v = 0; v < V; v++) {
+        const vf e = vexp(load(lt + v * VL) - mx);
+        store(lt + v * VL, e);
+        s += e;
+    }
+    for (int64_t r = 0; r < m; r++) loss[r] = (mx[r] + logf(s[r])) - l[r * V + y[r]];
+    if (!d) return;
+    const vf inv = splat(1.0f) / (s * splat((float)B));
+    for (int64_t v = 0; v < V; v++) store(lt + v * VL, load(lt + v * VL) * inv);
+    for (int64_t r = 0; r < m; r++) {
+        for (int64_t v = 0; v < V; v++) d[r * V + v] = lt[v * VL + r];
+        d[r * V + y[r]] -= 1.0f / (float)B;
+    }
 }
 
 /* Forward pass; returns the batch's mean cross-entropy and leaves dlog = d loss / d logits. */
@@ -462,13 +555,11 @@ static float forward(const Net *n, Work *w, const int64_t *X, const int64_t *Y) 
 
     /* dlog = (softmax - onehot) / B */
     double loss = 0.0;
-    for (int64_t b = 0; b < B; b++) {
-        float *d = w->dlog + b * V, s;
-        const float *l = w->logits + b * V;
-        loss += log_sum_exp(V, l, d, &s) - l[Y[b]];
-        const float inv = 1.0f / (s * (float)B);
-        for (int64_t v = 0; v < V; v++) d[v] *= inv;
-        d[Y[b]] -= 1.0f / (float)B;
+    for (int64_t b = 0; b < B; b += VL) {
+        const int64_t m = B - b < VL ? B - b : VL;
+        float rows[VL];
+        softmax_rows(V, m, B, w->logits + b * V, Y + b, rows, w->dlog + b * V, w->lt);
+        for (int64_t r = 0; r < m; r++) loss += rows[r];
     }
     PROF(PH_SOFTMAX);
     return (float)(loss / (double)B);
@@ -684,10 +775,12 @@ static int64_t padded_size(const Net *n, int64_t Hp) {
     return total;
 }
 
-/* Train `steps` steps: X (steps, B, T) contexts, Y (steps, B) targets, lr (steps,);
- * writes losses (steps,). Returns 0, or -1 when the workspace cannot be allocated. */
-int charmlp_run(Net *n, int64_t steps, const int64_t *X, const int64_t *Y, const double *lr,
-                float *losses) {
+/* Train `steps` steps on the examples Xall (N, T) contexts, Yall (N,) targets: step s's
+ * batch is rows ix[s*B .. s*B+B-1] (gathered here, so Python hands over indices only), its
+ * learning rate lr[s]; writes losses (steps,). Returns 0, or -1 when the workspace cannot
+ * be allocated. */
+int charmlp_run(Net *n, int64_t steps, const int64_t *Xall, const int64_t *Yall,
+                const int64_t *ix, const double *lr, float *losses) {
     const int64_t V = n->V, E = n->E, T = n->T, H = n->H, B = n->B, F = T * E;
     const int64_t Hp = round_up(H);
     Work w;
@@ -696,7 +789,7 @@ int charmlp_run(Net *n, int64_t steps, const int64_t *X, const int64_t *Y, const
     const int64_t umax = V < B ? V : B;
     int64_t total = padded_size(n, Hp);
     const int64_t counts[] = {B * F, B * Hp, B * Hp, B * Hp, B * V, B * V, B * Hp, B * F,
-                              Hp, Hp, Hp, Hp, T * umax * E, umax * Hp, umax * E};
+                              Hp, Hp, Hp, Hp, T * umax * E, umax * Hp, umax * E, V * VL};
     for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) total += counts[i] + 16;
     for (int i = 0; i < NP; i++) total += sizes[i] + 16;
     float *block = aligned_alloc(64, sizeof(float) * ((total + 15) & ~(int64_t)15));
@@ -715,17 +808,23 @@ int charmlp_run(Net *n, int64_t steps, const int64_t *X, const int64_t *Y, const
     }
     w.umax = umax;
     w.cu = carve(&cur, T * w.umax * E); w.rows = carve(&cur, w.umax * Hp); w.grows = carve(&cur, w.umax * E);
-    int32_t *ints = malloc(sizeof(int32_t) * (T * w.umax + T * B + V) + sizeof(int64_t) * T);
+    w.lt = carve(&cur, V * VL);
+    int32_t *ints = malloc(sizeof(int32_t) * (T * w.umax + T * B + V) + sizeof(int64_t) * (T + B * T + B));
     if (!ints) { free(block); return -1; }
     w.nuniq = (int64_t *)ints;
-    w.uniq = (int32_t *)(w.nuniq + T); w.slot = w.uniq + T * w.umax; w.seen = w.slot + T * B;
+    int64_t *Xs = w.nuniq + T, *Ys = Xs + B * T;  /* the step's batch */
+    w.uniq = (int32_t *)(Ys + B); w.slot = w.uniq + T * w.umax; w.seen = w.slot + T * B;
 
     Net m;
     padded_view(n, &m, Hp, &cur, 1);
     w.fused = n->opt == 0 && n->momentum == 0.0;
     w.wd = (float)n->weight_decay;
     for (int64_t s = 0; s < steps; s++) {
-        const int64_t *Xs = X + s * B * T, *Ys = Y + s * B;
+        for (int64_t b = 0; b < B; b++) {
+            const int64_t row = ix[s * B + b];
+            memcpy(Xs + b * T, Xall + row * T, sizeof(int64_t) * T);
+            Ys[b] = Yall[row];
+        }
         w.step = (float)-lr[s];
         losses[s] = forward(&m, &w, Xs, Ys);
         backward(&m, &w, Xs);
@@ -749,7 +848,7 @@ int charmlp_run(Net *n, int64_t steps, const int64_t *X, const int64_t *Y, const
 int charmlp_eval(const Net *n, int64_t N, const int64_t *X, const int64_t *Y, double *sum) {
     const int64_t V = n->V, E = n->E, T = n->T, H = n->H, F = T * E, Hp = round_up(H);
     const int64_t RB = 64;  /* rows per block: its activations stay in L1/L2 */
-    int64_t total = padded_size(n, Hp) + T * V * Hp + 3 * Hp + RB * (Hp + 2 * V + F) + V + 112;
+    int64_t total = padded_size(n, Hp) + T * V * Hp + 3 * Hp + RB * (Hp + 2 * V + F) + V * VL + 112;
     float *block = aligned_alloc(64, sizeof(float) * ((total + 15) & ~(int64_t)15));
     if (!block) return -1;
     float *cur = block;
@@ -757,7 +856,7 @@ int charmlp_eval(const Net *n, int64_t N, const int64_t *X, const int64_t *Y, do
     padded_view(n, &m, Hp, &cur, 0);
     float *P = carve(&cur, T * V * Hp), *h = carve(&cur, RB * Hp), *logits = carve(&cur, RB * V);
     float *x = carve(&cur, RB * F), *mean = carve(&cur, Hp), *inv = carve(&cur, Hp);
-    float *base = carve(&cur, Hp), *e = carve(&cur, V);
+    float *base = carve(&cur, Hp), *lt = carve(&cur, V * VL);
     for (int64_t t = 0; t < T; t++)
         gemm(V, E, Hp, m.param[P_C], E, 1, m.param[P_W1] + t * E * Hp, P + t * V * Hp, 0);
     for (int64_t j = 0; j < Hp; j++) {
@@ -786,10 +885,11 @@ int charmlp_eval(const Net *n, int64_t N, const int64_t *X, const int64_t *Y, do
         }
         gemm_nt(nb, Hp, V, h, m.param[P_W2], logits, 1);
         if (m.direct) matmul_acc(nb, F, V, x, m.param[P_D], logits);
-        for (int64_t b = 0; b < nb; b++) {
-            float s;
-            const float *l = logits + b * V;
-            total_loss += (double)(log_sum_exp(V, l, e, &s) - l[Y[b0 + b]]);
+        for (int64_t b = 0; b < nb; b += VL) {
+            const int64_t m = nb - b < VL ? nb - b : VL;
+            float rows[VL];
+            softmax_rows(V, m, 1, logits + b * V, Y + b0 + b, rows, NULL, lt);
+            for (int64_t r = 0; r < m; r++) total_loss += (double)rows[r];
         }
     }
     free(block);
