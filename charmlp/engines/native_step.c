@@ -472,34 +472,46 @@ static void first_layer_grad(const Net *n, Work *w) {
     }
 }
 
-/* BatchNorm (batch statistics) and tanh, one column vector at a time: the B rows of a
- * column vector stay in L1 through mean, variance, normalisation and tanh. */
-static void batchnorm_tanh(const Net *n, Work *w) {
+/* BatchNorm (batch statistics) and tanh of G column vectors from column j: the B rows of a
+ * column vector stay in L1 through mean, variance, normalisation and tanh, and the G
+ * columns' sums run side by side (each is a chain of B dependent adds, latency-bound alone). */
+static inline __attribute__((always_inline)) void batchnorm_tanh_cols(
+    const int G, const Net *n, Work *w, int64_t j) {
     const int64_t B = n->B, Hp = w->Hp;
-    const float *gain = n->param[P_GAIN], *bias = n->param[P_BIAS];
     const vf ib = splat(1.0f / (float)B), ibm1 = splat(1.0f / (float)(B - 1));
-    for (int64_t j = 0; j < Hp; j += VL) {
-        vf sum = splat(0.0f);
-        for (int64_t b = 0; b < B; b++) sum += load(w->hpre + b * Hp + j);
-        const vf mean = sum * ib;
-        vf ss = splat(0.0f);
-        for (int64_t b = 0; b < B; b++) {
-            const vf c = load(w->hpre + b * Hp + j) - mean;
-            ss += c * c;
+    vf sum[4], mean[4], ss[4], inv[4];
+    for (int g = 0; g < G; g++) sum[g] = ss[g] = splat(0.0f);
+    for (int64_t b = 0; b < B; b++)
+        for (int g = 0; g < G; g++) sum[g] += load(w->hpre + b * Hp + j + g * VL);
+    for (int g = 0; g < G; g++) mean[g] = sum[g] * ib;
+    for (int64_t b = 0; b < B; b++)
+        for (int g = 0; g < G; g++) {
+            const vf c = load(w->hpre + b * Hp + j + g * VL) - mean[g];
+            ss[g] += c * c;
         }
-        vf var = ss * ibm1, std = var;
+    for (int g = 0; g < G; g++) {
+        const int64_t k = j + g * VL;
+        vf var = ss[g] * ibm1, std = var;
         for (int l = 0; l < VL; l++) std[l] = sqrtf(var[l]);
-        std += load(w->padone + j);
-        const vf inv = splat(1.0f) / std, g = load(gain + j), bb = load(bias + j);
-        store(w->mean + j, mean);
-        store(w->std + j, std);
-        store(w->inv + j, inv);
-        for (int64_t b = 0; b < B; b++) {
-            const vf xh = (load(w->hpre + b * Hp + j) - mean) * inv;
-            store(w->xhat + b * Hp + j, xh);
-            store(w->h + b * Hp + j, vtanh(g * xh + bb));
-        }
+        std += load(w->padone + k);
+        inv[g] = splat(1.0f) / std;
+        store(w->mean + k, mean[g]);
+        store(w->std + k, std);
+        store(w->inv + k, inv[g]);
     }
+    for (int64_t b = 0; b < B; b++)
+        for (int g = 0; g < G; g++) {
+            const int64_t k = b * Hp + j + g * VL;
+            const vf xh = (load(w->hpre + k) - mean[g]) * inv[g];
+            store(w->xhat + k, xh);
+            store(w->h + k, vtanh(load(n->param[P_GAIN] + j + g * VL) * xh + load(n->param[P_BIAS] + j + g * VL)));
+        }
+}
+
+static void batchnorm_tanh(const Net *n, Work *w) {
+    int64_t j = 0;
+    for (; j + 4 * VL <= w->Hp; j += 4 * VL) batchnorm_tanh_cols(4, n, w, j);
+    for (; j < w->Hp; j += VL) batchnorm_tanh_cols(1, n, w, j);
 }
 
 /* Cross-entropy, and its gradient, of rows 0..m (m <= VL) of the logits l (m, V), one row
@@ -565,29 +577,42 @@ static float forward(const Net *n, Work *w, const int64_t *X, const int64_t *Y) 
     return (float)(loss / (double)B);
 }
 
-/* Gradient of tanh and BatchNorm, one column vector at a time (as batchnorm_tanh):
+/* Gradient of tanh and BatchNorm, G column vectors from column j (as batchnorm_tanh_cols):
  * dhpre = gain/std * (d - sum(d)/B - xhat * sum(d*xhat)/(B-1)), d = dh * (1 - h^2). */
-static void batchnorm_tanh_grad(const Net *n, Work *w) {
+static inline __attribute__((always_inline)) void batchnorm_tanh_grad_cols(
+    const int G, const Net *n, Work *w, int64_t j) {
     const int64_t B = n->B, Hp = w->Hp;
     const vf ib = splat(1.0f / (float)B), ibm1 = splat(1.0f / (float)(B - 1)), one = splat(1.0f);
-    for (int64_t j = 0; j < Hp; j += VL) {
-        vf dgain = splat(0.0f), dbias = splat(0.0f);
-        for (int64_t b = 0; b < B; b++) {
-            const vf h = load(w->h + b * Hp + j);
-            const vf d = load(w->dh + b * Hp + j) * (one - h * h);
-            store(w->dh + b * Hp + j, d);
-            dgain += d * load(w->xhat + b * Hp + j);
-            dbias += d;
+    vf dgain[4], dbias[4], scale[4], mb[4], dg[4];
+    for (int g = 0; g < G; g++) dgain[g] = dbias[g] = splat(0.0f);
+    for (int64_t b = 0; b < B; b++)
+        for (int g = 0; g < G; g++) {
+            const int64_t k = b * Hp + j + g * VL;
+            const vf h = load(w->h + k);
+            const vf d = load(w->dh + k) * (one - h * h);
+            store(w->dh + k, d);
+            dgain[g] += d * load(w->xhat + k);
+            dbias[g] += d;
         }
-        store(w->grad[P_GAIN] + j, dgain);
-        store(w->grad[P_BIAS] + j, dbias);
-        const vf scale = load(n->param[P_GAIN] + j) * load(w->inv + j);
-        const vf mb = dbias * ib, dg = dgain * ibm1;
-        for (int64_t b = 0; b < B; b++) {
-            const vf d = load(w->dh + b * Hp + j) - mb - load(w->xhat + b * Hp + j) * dg;
-            store(w->dh + b * Hp + j, d * scale);
-        }
+    for (int g = 0; g < G; g++) {
+        const int64_t k = j + g * VL;
+        store(w->grad[P_GAIN] + k, dgain[g]);
+        store(w->grad[P_BIAS] + k, dbias[g]);
+        scale[g] = load(n->param[P_GAIN] + k) * load(w->inv + k);
+        mb[g] = dbias[g] * ib, dg[g] = dgain[g] * ibm1;
     }
+    for (int64_t b = 0; b < B; b++)
+        for (int g = 0; g < G; g++) {
+            const int64_t k = b * Hp + j + g * VL;
+            const vf d = load(w->dh + k) - mb[g] - load(w->xhat + k) * dg[g];
+            store(w->dh + k, d * scale[g]);
+        }
+}
+
+static void batchnorm_tanh_grad(const Net *n, Work *w) {
+    int64_t j = 0;
+    for (; j + 4 * VL <= w->Hp; j += 4 * VL) batchnorm_tanh_grad_cols(4, n, w, j);
+    for (; j < w->Hp; j += VL) batchnorm_tanh_grad_cols(1, n, w, j);
 }
 
 static void backward(const Net *n, Work *w, const int64_t *X) {
