@@ -101,15 +101,16 @@ def test_native_split_loss_falls_back_to_torch_for_float64(data):
     assert native.split_loss(model, X, Y) == split_loss(model, X, Y)
 
 
+@pytest.mark.parametrize("lanes", [8, 16])
 @pytest.mark.parametrize("emb,hidden,batch,bn,opt", ODD_SIZES[:2] + ODD_SIZES[4:])
-def test_native_16_lane_build_matches_reference(emb, hidden, batch, bn, opt, data):
-    """The AVX-512 width (16 lanes: other padding and tiles) built here on 8-lane vectors,
-    so its code is checked on machines without AVX-512 too."""
+def test_native_build_of_each_vector_width_matches_reference(lanes, emb, hidden, batch, bn, opt, data):
+    """Both vector widths (8 lanes as with AVX2, 16 as with AVX-512: other padding, tiles
+    and horizontal sums) built and checked here, whichever the machine's own is."""
     if not native_available():
         pytest.skip("no C compiler here")
     torch.set_num_threads(1)
-    lib16 = native._load(("CHARMLP_VL=16",))
-    assert lib16.charmlp_lanes() == 16
+    lib = native._load((f"CHARMLP_VL={lanes}",))
+    assert lib.charmlp_lanes() == lanes
     V, (X, Y), _ = data
     results = []
     for name in ("native", "reference"):
@@ -118,7 +119,7 @@ def test_native_16_lane_build_matches_reference(emb, hidden, batch, bn, opt, dat
                                   n_embd=emb, n_hidden=hidden), g)
         eng = engine_class(name)(model, OPTIMIZERS[opt](), X, Y, batch, g, STEPS)
         if name == "native":
-            eng.lib = lib16
+            eng.lib = lib
         results.append((torch.cat([eng.run(0, 37), eng.run(37, STEPS - 37)]), model))
     assert_same_training(results[0], results[1], data)
 

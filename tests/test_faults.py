@@ -119,6 +119,21 @@ def test_trial_whose_config_does_not_compose_fails_alone(mixed_sweep):
     assert not [t for t in ts if t.state in (TrialState.WAITING, TrialState.RUNNING)]
 
 
+def test_the_same_failure_every_time_stops_the_sweep_early_and_a_fixed_resume_runs(tmp_path, names_file):
+    """Every trial fails the same way (here n_hidden=0): the sweep stops after n_jobs + 2 = 3
+    of them, not after max_failure_rate x 40 = 10; once fixed, the same sweep resumes."""
+    cmd = sweep_cmd(names_file, tmp_path, preset="smoke", n_trials=40)
+    r = run_cli(*cmd, "model.n_hidden=0")
+    assert r.returncode not in (0, 2)
+    assert_one_line(r, "sweep stopped: this run's first trials all failed the same way")
+    fails = [t for t in trials(tmp_path) if t.state == TrialState.FAIL]
+    assert len(fails) == 3 and len({t.user_attrs["fail_reason"] for t in fails}) == 1
+    # Fixed, it resumes (to 5 trials here, for time: 3 of 5 failed is past the 0.25 rate).
+    r = run_cli(*sweep_cmd(names_file, tmp_path, "hydra.sweeper.max_failure_rate=1", n_trials=5))
+    assert r.returncode == 0, r.stderr
+    assert [t.state for t in trials(tmp_path)][3:] == [TrialState.COMPLETE] * 2
+
+
 @pytest.mark.slow
 def test_too_many_failures_stop_the_sweep_in_one_line(tmp_path, names_file):
     cmd = sweep_cmd(names_file, tmp_path, "optimizer.lr=1e6,0.1", "model.n_embd=4,8",

@@ -26,8 +26,9 @@ POSTGRES = os.environ.get("CHARMLP_TEST_POSTGRES", "postgresql://postgres:charml
 FAST = ["trainer.steps=100", "trainer.eval_interval=50", "trainer.history_interval=50"]
 
 
-# Trials of ~1 s (torch engine) so that both workers, started together, get some of them.
-WORKER_TRIAL = ["trainer.steps=400", "trainer.eval_interval=200", "trainer.engine=torch"]
+# Trials of 1-2 s (torch engine) so that both workers, started together, get some of them
+# even when one starts seconds after the other (trials of 0.5 s let the first take them all).
+WORKER_TRIAL = ["trainer.steps=2000", "trainer.eval_interval=1000", "trainer.engine=torch"]
 
 
 def worker_cmd(names_file, sweep_dir, storage, study, seed, n_trials, trial=tuple(WORKER_TRIAL)):

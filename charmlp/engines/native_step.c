@@ -52,7 +52,7 @@ typedef struct {
     float *rmean, *rstd;
 } Net;
 
-#if defined(CHARMLP_VL)  /* tests build the 16-lane code on 8-lane machines this way */
+#if defined(CHARMLP_VL)  /* tests build both widths on any machine this way */
 #define VL CHARMLP_VL
 #elif defined(__AVX512F__)
 #define VL 16

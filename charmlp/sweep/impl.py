@@ -49,12 +49,15 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         self.timeout_min, self.max_retries = timeout_min, max_retries
         self.pruner, self.reseed = pruner, reseed
         self._composed: set[tuple] = set()  # config-group choices known to compose
+        self._first_number = 0  # this run's first trial number (set when the study opens)
 
     # ---- set-up -------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> None:
         self.sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         space, fixed, fixed_overrides = self._search_space(arguments)
         study, total = self._open_study(space)
+        # Trials from here on are this run's (a resumed sweep's old failures are not its own).
+        self._first_number = max((t.number for t in study.get_trials(deepcopy=False)), default=-1) + 1
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.sweep_dir / STUDY_JSON, {"storage": self._portable_storage(),
                                                  "study_name": study.study_name})
@@ -328,7 +331,14 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
                 raise
 
     def _check_failures(self, study: optuna.Study, total: int) -> None:
-        fails = budget.failed(study.get_trials(deepcopy=False))
+        trials = study.get_trials(deepcopy=False)
+        fails = budget.failed(trials)
+        reason = self._repeated_failure([t for t in trials if t.number >= self._first_number])
+        if reason is not None:
+            raise CharmlpError(
+                f"sweep stopped: this run's first trials all failed the same way and none finished "
+                f"({reason}); fix: that cause, then resume with the same command (the failed "
+                "trials stay in the study; hydra.sweeper.max_failure_rate=1 runs on regardless)")
         if len(fails) > self.max_failure_rate * total:
             raise CharmlpError(
                 f"sweep stopped: {len(fails)} of {total} trials failed, more than "
@@ -336,6 +346,18 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
                 f"{fails[-1].user_attrs.get('fail_reason', '?')}); fix: see fail_reason in "
                 f"{self.sweep_dir / RESULTS_CSV}, fix the cause, then resume with a higher "
                 "hydra.sweeper.max_failure_rate= (failed trials stay in the study)")
+
+    def _repeated_failure(self, trials) -> str | None:
+        """The one reason every failed trial of `trials` gave, once n_jobs + 2 have failed and
+        none has finished: an error every trial will hit (a config or environment error),
+        which would otherwise burn max_failure_rate x n_trials trials before the sweep stops."""
+        fails = budget.failed(trials)
+        if self.max_failure_rate >= 1 or len(fails) < self.n_jobs + 2:
+            return None
+        if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials):
+            return None
+        reasons = {t.user_attrs.get("fail_reason") for t in fails}
+        return reasons.pop() if len(reasons) == 1 and None not in reasons else None
 
     # ---- outputs ------------------------------------------------------------------------
     def _write_results(self) -> None:
