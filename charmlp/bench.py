@@ -28,7 +28,7 @@ from .engines import ENGINES, engine_class, native, peak, select_engine
 from .evaluate import split_loss
 from .model import build_model
 from .optim import SGD, Step
-from .trainer import steps_per_call
+from .trainer import TrainerConfig, steps_per_call
 
 # name -> (context, embedding, hidden, batch): the reference, the default sweep's sizes, and
 # the wide search's winners (sweeps spend their hours there).
@@ -91,10 +91,10 @@ def available_engines(data) -> list[str]:
 
 def timed_steps(engine, start: int, steps: int) -> float:
     """steps/s over `steps` steps, in run() calls as the trainer makes them (at its default
-    history_interval of 100), in this thread's CPU time (as the peak kernel's): on a shared
+    history_interval), in this thread's CPU time (as the peak kernel's): on a shared
     machine, time the core spent on other processes counts against neither, and long runs
     and short bursts are measured alike."""
-    chunk = steps_per_call(engine, 100)
+    chunk = steps_per_call(engine, TrainerConfig.history_interval)
     t0 = time.thread_time()
     for s in range(start, start + steps, chunk):
         engine.run(s, min(chunk, start + steps - s))

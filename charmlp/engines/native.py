@@ -200,13 +200,20 @@ def make_net(model, batch_size: int = 0, optimizer=None) -> Net:
                eps=getattr(o, "eps", 0.0))
 
 
+def model_tensors(model) -> dict:
+    """The model tensors the C struct points at, by slot name (None where the model has no
+    such parameter), and BatchNorm's running statistics as rmean/rstd."""
+    tensors = {k: getattr(model, k, None) for k in SLOTS}
+    if model.args.batchnorm:
+        tensors.update(rmean=model.bnmean_running, rstd=model.bnstd_running)
+    return tensors
+
+
 def bind(net: Net, model, state1: dict | None = None, state2: dict | None = None) -> None:
     """Point the C struct at the model's current tensors (checked: CPU, float32, contiguous)
     and at the optimizer state tensors, by parameter name."""
-    params = {k: getattr(model, k, None) for k in SLOTS}
-    tensors = dict(params)
-    if model.args.batchnorm:
-        tensors.update(rmean=model.bnmean_running, rstd=model.bnstd_running)
+    tensors = model_tensors(model)
+    params = {k: tensors[k] for k in SLOTS}
     for k, t in tensors.items():
         if t is not None and not (t.device.type == "cpu" and t.dtype == torch.float32
                                   and t.is_contiguous()):
@@ -276,8 +283,6 @@ class NativeEngine(Engine):
         # The examples as the C loop reads them (int64, contiguous), converted once.
         self.Xl = self.X.to(torch.int64).contiguous()
         self.Yl = self.Y.to(torch.int64).contiguous()
-        self._bound_names = [k for k in (*SLOTS, "bnmean_running", "bnstd_running")
-                             if getattr(m, k, None) is not None]
         self._bound: tuple | None = None
 
     def run(self, start: int, n: int) -> torch.Tensor:
@@ -296,8 +301,7 @@ class NativeEngine(Engine):
     def _bind(self) -> None:
         """Point the C struct at the model's tensors, again only when one was replaced
         (binding every call took 30 us, 1% of a 100-step call at emb10/hid200)."""
-        m = self.model
-        key = tuple(getattr(m, k).data_ptr() for k in self._bound_names)
+        key = tuple(t.data_ptr() for t in model_tensors(self.model).values() if t is not None)
         if key != self._bound:
-            bind(self.net, m, self.state1, self.state2)
+            bind(self.net, self.model, self.state1, self.state2)
             self._bound = key
