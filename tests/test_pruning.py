@@ -86,24 +86,28 @@ def test_the_issue_command_prunes_and_finishes_exactly_n_trials(tmp_path, names_
 def test_a_free_slot_takes_the_next_trial_while_a_long_one_runs(tmp_path, names_file):
     """One long trial and several short ones on 2 slots: the short ones follow each other on
     one slot while the long one runs on the other (in batches they would wait for it)."""
-    # The reference engine (about 2k steps/s here), so that a long trial stays long however
-    # fast the native engine gets.
+    # The reference engine, so that a long trial stays long however fast the native engine
+    # gets. GridSampler shuffles its grid with the seed (numpy's frozen RandomState): seed 33
+    # orders this grid long, short, short, short, so the test does not hang on which trial
+    # happens to come last (with three long trials in six, a slow machine's last short trial
+    # started 0.3 s before the long one ended).
     r = sweep(names_file, tmp_path, "hydra/sweeper/sampler=grid", "model.n_hidden=16",
-              "trainer.steps=choice(8000,200)", "model.n_embd=choice(4,5,6)",
-              "hydra.sweeper.sampler.seed=1", "trainer.engine=reference", n_trials=6,
+              "trainer.steps=choice(12000,200)", "model.n_embd=choice(4,5,6,7)",
+              "hydra.sweeper.sampler.seed=33", "trainer.engine=reference", n_trials=4,
               steps=["trainer.eval_interval=200", "trainer.history_interval=200"])
     assert r.returncode == 0, r.stderr
     ts = study_of(tmp_path).trials
     spans = {t.number: (t.datetime_start.timestamp(), t.datetime_complete.timestamp(),
                         t.params["trainer.steps"]) for t in ts}
-    longs = [(s, e) for s, e, steps in spans.values() if steps == 8000]
+    assert [spans[n][2] for n in sorted(spans)] == [12000, 200, 200, 200], spans
+    longs = [(s, e) for s, e, steps in spans.values() if steps == 12000]
     during = [n for n, (s, e, steps) in spans.items()
               if steps == 200 and any(ls + 0.5 < s and s < le - 0.5 for ls, le in longs)]
     assert len(during) >= 2, spans
     # duration_s is each trial's own time, not its batch's: long ones take longer than short
     # ones (medians: a slot's first trial also pays for starting its worker process).
     df = pd.read_csv(tmp_path / "results.csv").set_index("number")
-    long_s = sorted(df.duration_s[n] for n, (_, _, steps) in spans.items() if steps == 8000)
+    long_s = sorted(df.duration_s[n] for n, (_, _, steps) in spans.items() if steps == 12000)
     short_s = sorted(df.duration_s[n] for n, (_, _, steps) in spans.items() if steps == 200)
     assert long_s[len(long_s) // 2] > short_s[len(short_s) // 2], df.duration_s
 
