@@ -188,8 +188,11 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
             raise CharmlpError(f"the sampler failed to propose trial {trial.number} "
                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                                "fix: hydra/sweeper/sampler=... or its package, or the search space") from None
-        overrides = tuple(overrides) + (f"hydra.sweep.subdir={trial_dirname(trial.number)}",)
-        return Job(trial, overrides) if self._composable(study, trial, overrides) else False
+        # The subdir is not part of the check: it differs for every trial, so with it each
+        # trial's config was composed again (0.4 s of the sweep process before each start).
+        if not self._composable(study, trial, tuple(overrides)):
+            return False
+        return Job(trial, tuple(overrides) + (f"hydra.sweep.subdir={trial_dirname(trial.number)}",))
 
     def _composable(self, study, trial, overrides) -> bool:
         """Whether the trial's config composes. One that doesn't (e.g. choice(mlp, nope) over a
