@@ -136,6 +136,18 @@ def test_a_resumed_sweep_explores_new_points(tmp_path, names_file):
     assert params[0] == params[1]  # reproducible: same seed, same stops, same points
 
 
+def test_a_resumed_grid_runs_the_points_it_has_not_run(tmp_path, names_file):
+    """A grid stopped after 2 of its 6 points and resumed twice: every point exactly once (its
+    seed, which maps trial numbers to points, is kept: another would repeat points)."""
+    grid = ["hydra/sweeper/sampler=grid", "model.n_embd=choice(4,5,6)", "model.n_hidden=choice(8,16)"]
+    for n in (2, 4, 6):
+        r = sweep(names_file, tmp_path, *grid, n_trials=n,
+                  steps=["trainer.steps=100", "trainer.eval_interval=100"])
+        assert r.returncode == 0, r.stderr
+    points = [tuple(sorted(t.params.items())) for t in study_of(tmp_path).trials]
+    assert len(points) == 6 and len(set(points)) == 6, points
+
+
 def _loky_worker_holding(driver: int, trial_dir: str) -> int | None:
     """The pid of the driver's descendant that has trial_dir/train.log open."""
     children = {}

@@ -24,6 +24,7 @@ from ..rundir import (METRIC_KEYS, RESULTS_CSV, STUDY_JSON, finite, read_metrics
                       trial_dirname)
 from . import budget
 from .liveness import Heartbeat, claim, is_stale
+from .order import LengthModel, longest_first
 from .progress import Progress
 from .slots import Job, Slots
 from .storage import default_url, open_storage, redact
@@ -49,6 +50,7 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         self.timeout_min, self.max_retries = timeout_min, max_retries
         self.pruner, self.reseed = pruner, reseed
         self._composed: set[tuple] = set()  # config-group choices known to compose
+        self._grid: dict = {}  # a grid sampler's points, per param
         self._first_number = 0  # this run's first trial number (set when the study opens)
 
     # ---- set-up -------------------------------------------------------------------------
@@ -84,10 +86,10 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
 
     def _open_study(self, space) -> tuple[optuna.Study, int]:
         total = self.n_trials
-        if isinstance(self.sampler, functools.partial) and self.sampler.func == optuna.samplers.GridSampler:
-            grid = {k: self._to_grid_sampler_choices(d) for k, d in space.items()}
-            self.sampler = self.sampler(grid)
-            total = min(total, math.prod(len(v) for v in grid.values()))
+        if _is_grid(self.sampler):
+            self._grid = {k: self._to_grid_sampler_choices(d) for k, d in space.items()}
+            self.sampler = self.sampler(self._grid)
+            total = min(total, math.prod(len(v) for v in self._grid.values()))
         self.storage = self.storage or default_url(self.sweep_dir)
         storage = open_storage(self.storage)
         # Before creating anything: a refused sweep must leave no new study behind.
@@ -106,7 +108,9 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         is derived from the configured one and the number of trials already there, so a
         resume explores new points and stays reproducible."""
         n = len(study.get_trials(deepcopy=False))
-        if n and self.reseed is not None:
+        # Not a grid: its points are in the study, and its seed fixes the order that maps
+        # trial numbers to points (another seed would hand a resumed sweep points it has run).
+        if n and self.reseed is not None and not self._grid:
             study.sampler = self.reseed(n)
 
     def _check_dirs(self, known: set[int]) -> None:
@@ -130,18 +134,17 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         progress.slots = slots.n
         deadline = time.time() + 60 * self.timeout_min if self.timeout_min else math.inf
         beats: dict[int, Heartbeat] = {}
+        held: list[Job] = []  # the last trials, asked together, waiting for a slot
         finished = None
         try:
             while True:
                 while slots.free():
-                    job = (self._next_trial(study, total, space, fixed, fixed_overrides)
-                           if time.time() < deadline else None)
+                    job = self._next_job(study, total, space, fixed, fixed_overrides, held,
+                                         slots.n, deadline, beats)
                     if job is None:
                         progress.no_more_trials()
                         break
                     if job is not False:
-                        beats[job.trial.number] = Heartbeat(
-                            study._storage, [job.trial._trial_id], self.heartbeat_interval).__enter__()
                         slots.submit(job.trial, job.overrides)
                 if finished is not None:  # after refilling the slots: no core waits for this
                     self._report(study, finished, progress)
@@ -154,7 +157,7 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
                 beats.pop(finished.trial.number).__exit__(None, None, None)
                 finished.outcome = self._record(study, finished)
         except BaseException:
-            for job in list(slots.running.values()):
+            for job in list(slots.running.values()) + held:
                 self._retry(study, job.trial, "interrupted: the sweep was stopped while it ran")
             raise
         finally:
@@ -162,6 +165,41 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
                 beat.__exit__(None, None, None)
             # The slots' worker processes: idle when the sweep is done, killed when it is stopped.
             getattr(self.launcher, "shutdown", lambda: None)()
+
+    def _next_job(self, study, total, space, fixed, fixed_overrides, held: list[Job], n_slots: int,
+                  deadline: float, beats: dict) -> Job | None | bool:
+        """The trial a free slot runs next (see _next_trial). Once no more trials are left
+        than slots, all of them are asked at once and held, longest first (order.py)."""
+        if time.time() >= deadline:
+            for job in held:  # asked, never started: they spend no budget
+                beats.pop(job.trial.number).__exit__(None, None, None)
+                budget.fail_uncounted(study, job.trial._trial_id, "not started: timeout_min reached")
+            held.clear()
+            return None
+        if held:
+            return held.pop(0)
+        job = self._next_trial(study, total, space, fixed, fixed_overrides)
+        while job:
+            # From the ask on, the trial is this process's: a heartbeat shows it alive.
+            beats[job.trial.number] = Heartbeat(
+                study._storage, [job.trial._trial_id], self.heartbeat_interval).__enter__()
+            trials = study.get_trials(deepcopy=False)
+            left = total - budget.used(trials)
+            if not held:
+                if not 0 < left < n_slots:
+                    return job
+                model = LengthModel([t for t in trials if t.state == TrialState.COMPLETE])
+                if model.seconds(job.trial.params) is None:  # nothing to order by
+                    return job
+            held.append(job)
+            job = self._next_trial(study, total, space, fixed, fixed_overrides) if left > 0 else None
+        if not held:
+            return job
+        held[:] = longest_first(held, model)
+        if len(held) > 1:
+            log.info("the last %d trials start longest first: %s", len(held),
+                     ", ".join(str(j.trial.number) for j in held))
+        return held.pop(0)
 
     def _report(self, study, job: Job, progress: Progress) -> None:
         """results.csv rewritten and the trial's progress line, once it is recorded."""
@@ -380,6 +418,11 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
             best = study.best_trial
             result = {"name": "optuna", "best_params": best.params, "best_value": best.value}
         OmegaConf.save(OmegaConf.create(result), self.sweep_dir / "optimization_results.yaml")
+
+
+def _is_grid(sampler) -> bool:
+    """A GridSampler still waiting for its search space (Hydra instantiates it partially)."""
+    return isinstance(sampler, functools.partial) and sampler.func == optuna.samplers.GridSampler
 
 
 def _inherit_grid_id(study: optuna.Study, trial: optuna.Trial) -> None:
