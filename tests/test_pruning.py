@@ -233,6 +233,28 @@ def test_a_presets_pruner_can_be_swapped_on_the_command_line(choice, cls, takes_
     assert ("takes no min_resource" in caplog.text) != takes_min_resource, caplog.text
 
 
+@pytest.mark.parametrize("preset", ["embed_hidden", "wide", "pareto"])
+@pytest.mark.parametrize("choice, cls", [("random", optuna.samplers.RandomSampler),
+                                         ("qmc", optuna.samplers.QMCSampler), (None, optuna.samplers.TPESampler)])
+def test_a_presets_sampler_can_be_swapped_on_the_command_line(preset, choice, cls):
+    """The presets' TPE settings (start-up trials, constant liar) live in a sampler choice of
+    their own: another sampler replaces them whole (it failed on their keys before) and keeps
+    the preset's seed; without one, the preset's TPE is as configured."""
+    from hydra import compose, initialize_config_dir
+
+    from charmlp.configs import conf_dir
+    from charmlp.sweep.sweeper import _sampler
+    with initialize_config_dir(conf_dir(), version_base=None):
+        cfg = compose("train", [f"+sweep={preset}"] + ([f"hydra/sweeper/sampler={choice}"] if choice else []),
+                      return_hydra_config=True)
+    sampler = _sampler(cfg.hydra.sweeper.sampler)
+    assert type(sampler) is cls and cfg.hydra.sweeper.sampler.seed == 0
+    if choice is None:
+        expected = {"embed_hidden": 6, "wide": 10, "pareto": 8}[preset]
+        assert sampler._n_startup_trials == expected and sampler._constant_liar
+        assert sampler._multivariate == (preset == "wide")
+
+
 def test_a_pruner_without_the_presets_arguments_runs_every_trial(tmp_path, names_file):
     """End to end, as the wide preset's no-pruning comparison runs: the trials (which build the
     pruner again in their own processes) complete, and the sweep warns once."""
