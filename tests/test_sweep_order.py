@@ -39,6 +39,14 @@ def test_lengths_are_fitted_from_the_completed_trials():
     assert [j.name for j in longest_first(jobs, LengthModel(trials))] == ["long", "mid", "short"]
 
 
+def test_a_trials_own_slot_time_counts_not_its_wait_for_a_slot():
+    """A held trial's Optuna start is when it was asked; duration_s is its time in the slot."""
+    trials = [done(i, 100.0, steps=s) for i, s in enumerate((100, 200, 400, 800))]
+    for t, s in zip(trials, (1.0, 2.0, 4.0, 8.0)):
+        t.user_attrs["duration_s"] = s
+    assert LengthModel(trials).seconds({"steps": 1600}) == pytest.approx(16.0)
+
+
 def test_without_enough_completed_trials_the_sampler_order_stays():
     trials = [done(0, 1.0, steps=100), done(1, 2.0, steps=200), done(2, 4.0, steps=400)]
     assert LengthModel(trials).seconds({"steps": 800}) is None  # 3 points: too few for a fit

@@ -21,10 +21,14 @@ def _numeric(params: dict) -> dict[str, float]:
 
 
 def _seconds(t: FrozenTrial) -> float | None:
-    if t.state != TrialState.COMPLETE or not (t.datetime_start and t.datetime_complete):
+    """The trial's own time in its slot (duration_s); Optuna's start is when it was asked,
+    which for a held trial includes its wait for a slot."""
+    if t.state != TrialState.COMPLETE:
         return None
-    s = (t.datetime_complete - t.datetime_start).total_seconds()
-    return s if s > 0 else None
+    s = t.user_attrs.get("duration_s")
+    if not isinstance(s, (int, float)) and t.datetime_start and t.datetime_complete:
+        s = (t.datetime_complete - t.datetime_start).total_seconds()
+    return float(s) if isinstance(s, (int, float)) and math.isfinite(s) and s > 0 else None
 
 
 class LengthModel:
