@@ -212,8 +212,13 @@ def check_resumed(sweep_dir: Path, killed: int, n_trials: int, kept: dict, reaso
 
 
 @pytest.mark.slow
-def test_sigkill_mid_trial_then_the_same_command_resumes(tmp_path, names_file):
-    cmd = sweep_cmd(names_file, tmp_path, n_trials=3,
+@pytest.mark.parametrize("launcher, reason, retries", [
+    # trials in worker processes: the sweep was stopped, which uses up no retry (README)
+    ("parallel", "the sweep process running it was killed", 0),
+    # the trial ran in the sweep process itself: it may have been the trial's doing (OOM)
+    ("basic", "its worker died", 1)])
+def test_sigkill_mid_trial_then_the_same_command_resumes(tmp_path, names_file, launcher, reason, retries):
+    cmd = sweep_cmd(names_file, tmp_path, f"hydra/launcher={launcher}", n_trials=3,
                     steps=SLOW_TRIAL)
     rc, _ = start_and_kill(cmd, tmp_path, signal.SIGKILL)
     assert rc == -signal.SIGKILL
@@ -223,7 +228,9 @@ def test_sigkill_mid_trial_then_the_same_command_resumes(tmp_path, names_file):
     assert list(kept) == [0]
     r = run_cli(*cmd)
     assert r.returncode == 0, r.stderr
-    check_resumed(tmp_path, killed=1, n_trials=3, kept=kept, reason="its worker died")
+    check_resumed(tmp_path, killed=1, n_trials=3, kept=kept, reason=reason)
+    retry = next(t for t in trials(tmp_path) if t.user_attrs.get("retry_of") == 1)
+    assert retry.user_attrs.get("retries", 0) == retries
 
 
 @pytest.mark.slow

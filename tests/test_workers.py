@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from optuna.trial import TrialState
 
 from charmlp.sweep import budget, liveness
-from charmlp.sweep.liveness import claim, identity, is_stale
+from charmlp.sweep.liveness import claim, identity, is_stale, sweep_died_here
 from charmlp.sweep.storage import open_storage
 from charmlp.train import CONF_DIR
 from conftest import run_cli
@@ -283,6 +283,18 @@ def test_old_records_with_host_and_pid_only_wait_for_the_heartbeat(dead_pid):
 
 def test_a_vanished_process_on_this_machine_is_dead_at_once(dead_pid):
     assert is_stale(running(identity(dead_pid), beat_age=0), GRACE, now=1e9)
+
+
+def test_only_a_gone_sweep_here_whose_trial_had_its_own_worker_was_merely_stopped(dead_pid, live_child):
+    """The sweep process died (SIGKILL) and its trial ran in a worker process: the trial is
+    queued again without using a retry. Inline (the basic launcher: the trial may have killed
+    it), alive, elsewhere or an old record without `inline`: not this case."""
+    assert sweep_died_here(running({**identity(dead_pid), "inline": False}, beat_age=0))
+    assert not sweep_died_here(running({**identity(dead_pid), "inline": True}, beat_age=0))
+    assert not sweep_died_here(running(identity(dead_pid), beat_age=0))
+    assert not sweep_died_here(running({**identity(live_child.pid), "inline": False}, beat_age=0))
+    other = {**identity(dead_pid), "inline": False, "host": "elsewhere"}
+    assert not sweep_died_here(running(other, beat_age=10 * GRACE))
 
 
 def test_a_live_process_on_this_machine_is_alive_whatever_its_heartbeat(live_child):

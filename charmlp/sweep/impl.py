@@ -23,7 +23,7 @@ from ..results import collect, write_outputs
 from ..rundir import (METRIC_KEYS, RESULTS_CSV, STUDY_JSON, finite, read_metrics, task_overrides,
                       trial_dirname)
 from . import budget
-from .liveness import Heartbeat, claim, is_stale
+from .liveness import Heartbeat, claim, is_stale, sweep_died_here
 from .order import LengthModel, longest_first
 from .progress import Progress
 from .slots import Job, Slots
@@ -275,13 +275,17 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         if not budget.within_budget(study.get_trials(deepcopy=False), trial.number, total):
             budget.fail_uncounted(study, trial._trial_id, "over budget: other workers took the last trials")
             return None
-        claim(trial)
+        claim(trial, inline=isinstance(self.launcher, BasicLauncher))
         _inherit_grid_id(study, trial)
         return trial
 
     def _recover_stale(self, study: optuna.Study) -> None:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if is_stale(t, self.grace_period):
+            if not is_stale(t, self.grace_period):
+                continue
+            if sweep_died_here(t):  # stopping the sweep never uses up a trial's retries
+                self._retry(study, t, "interrupted: the sweep process running it was killed")
+            else:
                 self._worker_died(study, t, "its worker died")
 
     def _worker_died(self, study: optuna.Study, t, reason: str) -> None:

@@ -55,8 +55,10 @@ def identity(pid: int | None = None) -> dict:
             "start_time": start_time(pid)}
 
 
-def claim(trial: optuna.Trial) -> None:
-    trial.set_user_attr("worker", identity())
+def claim(trial: optuna.Trial, inline: bool = True) -> None:
+    """Stamp the trial with this (sweep) process; `inline`: the trial runs in this process
+    itself (the basic launcher), not in a worker process of its own."""
+    trial.set_user_attr("worker", {**identity(), "inline": inline})
     trial.set_user_attr("heartbeat_at", time.time())
 
 
@@ -73,6 +75,15 @@ def process_gone(worker: dict) -> bool:
     belongs to a process started at another time)."""
     now = start_time(int(worker["pid"]))
     return now is None or (worker.get("start_time") is not None and now != worker["start_time"])
+
+
+def sweep_died_here(t: optuna.trial.FrozenTrial) -> bool:
+    """The trial ran in a worker process of its own, for a sweep process on this machine that
+    is gone: the sweep was stopped (SIGKILL, a lost terminal), which took its workers with it;
+    nothing says the trial was at fault. Records before `inline` existed never qualify."""
+    worker = t.user_attrs.get("worker") or {}
+    return (worker.get("inline") is False and same_machine_and_namespace(worker)
+            and worker.get("pid") != os.getpid() and process_gone(worker))
 
 
 def is_stale(t: optuna.trial.FrozenTrial, grace: float, now: float | None = None) -> bool:
