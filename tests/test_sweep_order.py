@@ -54,6 +54,8 @@ def test_without_enough_completed_trials_the_sampler_order_stays():
     assert [j.name for j in longest_first(jobs, LengthModel(trials))] == ["a", "b"]
     trials.append(done(3, 8.0, steps=800))
     assert [j.name for j in longest_first(jobs, LengthModel(trials))] == ["b", "a"]
+    # only categorical params: nothing to tell trials apart by
+    assert LengthModel([done(i, float(i + 1), model=str(i)) for i in range(6)]).seconds({"model": "a"}) is None
     # a param the fit never saw, or one missing: no prediction, no reordering
     assert LengthModel(trials).seconds({"other": 3}) is None
     others = [Job("a", other=1), Job("b", other=2)]

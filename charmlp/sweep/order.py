@@ -40,8 +40,9 @@ class LengthModel:
         self.keys = sorted(set.intersection(*(set(p) for p, _ in rows))) if rows else []
         self.logged = [all(p[k] > 0 for p, _ in rows) for k in self.keys]
         self.coef = None
-        # more points than unknowns, so that a fit is not an interpolation of noise
-        if len(rows) >= len(self.keys) + 3:
+        # more points than unknowns, so that a fit is not an interpolation of noise; and at
+        # least one numeric param, or every trial would be predicted alike
+        if self.keys and len(rows) >= len(self.keys) + 3:
             X = np.array([self._features(p) for p, _ in rows])
             y = np.log([s for _, s in rows])
             self.coef = np.linalg.lstsq(X, y, rcond=None)[0]
