@@ -24,7 +24,8 @@ import sys, zipfile
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
 need = ["charmlp/conf/train.yaml", "charmlp/conf/sweep/smoke.yaml",
         "charmlp/conf/hydra/sweeper/charmlp.yaml", "charmlp/conf/hydra/launcher/slurm.yaml",
-        "charmlp/conf/hydra/sweeper/pruner/successive_halving.yaml"]
+        "charmlp/conf/hydra/sweeper/pruner/successive_halving.yaml",
+        "charmlp/conf/hydra/sweeper/sampler/wide.yaml"]
 missing = [n for n in need if n not in names]
 sys.exit(f"wheel.sh: the wheel lacks {missing}" if missing else 0)
 EOF
@@ -52,6 +53,9 @@ EOF
 step "charmlp-train -m +sweep=smoke"
 "$bin/charmlp-train" -m +sweep=smoke trainer.steps=300 trainer.eval_interval=100 \
   hydra.sweeper.n_trials=2 data.path="$work/names.txt"
+step "a preset's sampler swapped: +sweep=wide hydra/sweeper/sampler=random"
+"$bin/charmlp-train" +sweep=wide hydra/sweeper/sampler=random --cfg hydra -p hydra.sweeper.sampler \
+  | grep -q "_target_: optuna.samplers.RandomSampler"
 step "charmlp-results"
 "$bin/charmlp-results" outputs/sweeps/smoke
 step "charmlp-rerun --best"
