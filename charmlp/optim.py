@@ -21,11 +21,26 @@ class Schedule:
         ramp = (step + 1) / w if step < w else 1.0
         return lr * ramp * self.factor(step, total)
 
+    def block(self, start: int, n: int, total: int, lr: float) -> list[float]:
+        """The lr of steps start .. start+n-1, exactly as n calls give them."""
+        return [self(s, total, lr) for s in range(start, start + n)]
+
+    def _pieces(self, start: int, n: int, total: int, lr: float, cuts: list[int]) -> list[float]:
+        """block() of a schedule whose factor is constant between `cuts`: one call per piece
+        (the same expression, so the same floats) instead of one per step."""
+        if start < int(self.warmup * total):
+            return Schedule.block(self, start, n, total, lr)
+        bounds = [start] + sorted(c for c in cuts if start < c < start + n) + [start + n]
+        return [v for a, b in zip(bounds, bounds[1:]) for v in [self(a, total, lr)] * (b - a)]
+
 
 @dataclass
 class Constant(Schedule):
     def factor(self, step, total):
         return 1.0
+
+    def block(self, start, n, total, lr):
+        return self._pieces(start, n, total, lr, [])
 
 
 @dataclass
@@ -36,6 +51,9 @@ class Step(Schedule):
 
     def factor(self, step, total):
         return 1.0 if step < int(self.at * total) else self.gamma
+
+    def block(self, start, n, total, lr):
+        return self._pieces(start, n, total, lr, [int(self.at * total)])
 
 
 @dataclass
@@ -70,6 +88,11 @@ class Optimizer:
 
     def lr_at(self, step: int, total: int) -> float:
         return self.schedule(step, total, self.lr)
+
+    def lr_block(self, start: int, n: int, total: int) -> list[float]:
+        """[lr_at(start), ..., lr_at(start + n - 1)], without a Python call per step where
+        the schedule is piecewise constant (the native engine's 1000-step calls)."""
+        return self.schedule.block(start, n, total, self.lr)
 
     def param_groups(self, model) -> list[dict]:
         decay = [p for n, p in model.named_parameters() if p.dim() == 2]

@@ -116,3 +116,18 @@ def test_cli_bad_input_is_one_line_no_traceback(names_file, tmp_path, override, 
 def test_cli_unknown_group_member_names_the_choices(names_file):
     r = run_cli("charmlp-train", "optimizer=lion")
     assert r.returncode != 0 and "adamw" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("schedule", ["step", "step_warmup", "constant", "constant_warmup", "cosine", "linear"])
+def test_an_lr_block_is_exactly_the_per_step_lrs(schedule):
+    """The native engine asks for a block of lrs per call; piecewise-constant schedules build it
+    from one call per piece. Every float must equal the per-step one, across the step
+    boundary, the end of warmup and blocks that start anywhere."""
+    from charmlp.optim import SGD, Constant, Cosine, Linear, Step
+    sched = {"step": Step(), "step_warmup": Step(warmup=0.013, at=0.37), "constant": Constant(),
+             "constant_warmup": Constant(warmup=0.05), "cosine": Cosine(warmup=0.02),
+             "linear": Linear()}[schedule]
+    opt = SGD(lr=0.0731, schedule=sched)
+    total = 2003
+    for start, n in [(0, 1000), (0, total), (690, 300), (741, 1), (741, 0), (25, 90), (1990, 13)]:
+        assert opt.lr_block(start, n, total) == [opt.lr_at(s, total) for s in range(start, start + n)]

@@ -287,8 +287,7 @@ class NativeEngine(Engine):
 
     def run(self, start: int, n: int) -> torch.Tensor:
         ix = self.batch_indices(n).contiguous()  # (n, B): the C loop gathers the rows itself
-        lr_at, total = self.optimizer.lr_at, self.total_steps
-        lrs = torch.tensor([lr_at(start + i, total) for i in range(n)], dtype=torch.float64)
+        lrs = torch.tensor(self.optimizer.lr_block(start, n, self.total_steps), dtype=torch.float64)
         losses = torch.empty(n, dtype=torch.float32)
         self._bind()
         with torch.no_grad():
