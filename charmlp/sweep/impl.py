@@ -179,27 +179,32 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         if held:
             return held.pop(0)
         job = self._next_trial(study, total, space, fixed, fixed_overrides)
-        while job:
-            # From the ask on, the trial is this process's: a heartbeat shows it alive.
-            beats[job.trial.number] = Heartbeat(
-                study._storage, [job.trial._trial_id], self.heartbeat_interval).__enter__()
-            trials = study.get_trials(deepcopy=False)
-            left = total - budget.used(trials)
-            if not held:
-                if not 0 < left < n_slots:
-                    return job
-                model = LengthModel([t for t in trials if t.state == TrialState.COMPLETE])
-                if model.seconds(job.trial.params) is None:  # nothing to order by
-                    return job
-            held.append(job)
-            job = self._next_trial(study, total, space, fixed, fixed_overrides) if left > 0 else None
-        if not held:
+        if not job:
             return job
+        self._beat(study, job, beats)
+        trials = study.get_trials(deepcopy=False)
+        left = total - budget.used(trials)  # still to ask after this one
+        if not 0 < left < n_slots:
+            return job
+        model = LengthModel([t for t in trials if t.state == TrialState.COMPLETE])
+        if model.seconds(job.trial.params) is None:  # nothing to order by
+            return job
+        held[:] = [job]
+        for _ in range(left):
+            nxt = self._next_trial(study, total, space, fixed, fixed_overrides)
+            if not nxt:  # it failed at once (asking goes on once the held ones ran), or no budget
+                break
+            self._beat(study, nxt, beats)
+            held.append(nxt)
         held[:] = longest_first(held, model)
-        if len(held) > 1:
-            log.info("the last %d trials start longest first: %s", len(held),
-                     ", ".join(str(j.trial.number) for j in held))
+        log.info("the last %d trials start longest first: %s", len(held),
+                 ", ".join(str(j.trial.number) for j in held))
         return held.pop(0)
+
+    def _beat(self, study, job: Job, beats: dict) -> None:
+        """From the ask on, the trial is this process's: a heartbeat shows it alive."""
+        beats[job.trial.number] = Heartbeat(
+            study._storage, [job.trial._trial_id], self.heartbeat_interval).__enter__()
 
     def _report(self, study, job: Job, progress: Progress) -> None:
         """results.csv rewritten and the trial's progress line, once it is recorded."""
