@@ -6,8 +6,9 @@ longest trial alone (longest-first is never worse than the other order for two s
 A trial's length is predicted from the study's completed trials by a least-squares fit of
 log(seconds) on the numeric params (log of those that are always positive): model size,
 steps, context and batch multiply a step's cost, so the fit is close for charmlp and stays
-a plain regression for any other Hydra app. Too few completed trials: no prediction, and
-the trials are asked and started one at a time, as before the last round."""
+a plain regression for any other Hydra app. Too few completed trials (fewer than the
+params + 3), or no numeric param: no prediction, and the trials are asked and started one
+at a time, as before the last round."""
 import math
 from typing import Any, Sequence
 
