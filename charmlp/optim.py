@@ -21,15 +21,18 @@ class Schedule:
         ramp = (step + 1) / w if step < w else 1.0
         return lr * ramp * self.factor(step, total)
 
-    def block(self, start: int, n: int, total: int, lr: float) -> list[float]:
-        """The lr of steps start .. start+n-1, exactly as n calls give them."""
-        return [self(s, total, lr) for s in range(start, start + n)]
+    def cuts(self, total: int) -> list[int] | None:
+        """The steps where a piecewise-constant factor changes; None: it may change at every
+        step."""
+        return None
 
-    def _pieces(self, start: int, n: int, total: int, lr: float, cuts: list[int]) -> list[float]:
-        """block() of a schedule whose factor is constant between `cuts`: one call per piece
-        (the same expression, so the same floats) instead of one per step."""
-        if start < int(self.warmup * total):
-            return Schedule.block(self, start, n, total, lr)
+    def block(self, start: int, n: int, total: int, lr: float) -> list[float]:
+        """The lr of steps start .. start+n-1, exactly as n calls give them: one call per
+        piece where the factor is piecewise constant past warmup (the same expression, so
+        the same floats), else one per step."""
+        cuts = self.cuts(total)
+        if cuts is None or start < int(self.warmup * total):
+            return [self(s, total, lr) for s in range(start, start + n)]
         bounds = [start] + sorted(c for c in cuts if start < c < start + n) + [start + n]
         return [v for a, b in zip(bounds, bounds[1:]) for v in [self(a, total, lr)] * (b - a)]
 
@@ -39,8 +42,8 @@ class Constant(Schedule):
     def factor(self, step, total):
         return 1.0
 
-    def block(self, start, n, total, lr):
-        return self._pieces(start, n, total, lr, [])
+    def cuts(self, total):
+        return []
 
 
 @dataclass
@@ -52,8 +55,8 @@ class Step(Schedule):
     def factor(self, step, total):
         return 1.0 if step < int(self.at * total) else self.gamma
 
-    def block(self, start, n, total, lr):
-        return self._pieces(start, n, total, lr, [int(self.at * total)])
+    def cuts(self, total):
+        return [int(self.at * total)]
 
 
 @dataclass
