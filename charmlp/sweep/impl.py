@@ -50,7 +50,7 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         self.timeout_min, self.max_retries = timeout_min, max_retries
         self.pruner, self.reseed = pruner, reseed
         self._composed: set[tuple] = set()  # config-group choices known to compose
-        self._grid: dict = {}  # a grid sampler's points, per param
+        self._grid: dict | None = None  # a grid sampler's points, per param
         self._first_number = 0  # this run's first trial number (set when the study opens)
 
     # ---- set-up -------------------------------------------------------------------------
@@ -110,7 +110,7 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         n = len(study.get_trials(deepcopy=False))
         # Not a grid: its points are in the study, and its seed fixes the order that maps
         # trial numbers to points (another seed would hand a resumed sweep points it has run).
-        if n and self.reseed is not None and not self._grid:
+        if n and self.reseed is not None and self._grid is None:
             study.sampler = self.reseed(n)
 
     def _check_dirs(self, known: set[int]) -> None:
