@@ -568,10 +568,10 @@ static float forward(const Net *n, Work *w, const int64_t *X, const int64_t *Y) 
     /* dlog = (softmax - onehot) / B */
     double loss = 0.0;
     for (int64_t b = 0; b < B; b += VL) {
-        const int64_t m = B - b < VL ? B - b : VL;
+        const int64_t nr = B - b < VL ? B - b : VL;  /* rows in this group of lanes */
         float rows[VL];
-        softmax_rows(V, m, B, w->logits + b * V, Y + b, rows, w->dlog + b * V, w->lt);
-        for (int64_t r = 0; r < m; r++) loss += rows[r];
+        softmax_rows(V, nr, B, w->logits + b * V, Y + b, rows, w->dlog + b * V, w->lt);
+        for (int64_t r = 0; r < nr; r++) loss += rows[r];
     }
     PROF(PH_SOFTMAX);
     return (float)(loss / (double)B);
@@ -911,10 +911,10 @@ int charmlp_eval(const Net *n, int64_t N, const int64_t *X, const int64_t *Y, do
         gemm_nt(nb, Hp, V, h, m.param[P_W2], logits, 1);
         if (m.direct) matmul_acc(nb, F, V, x, m.param[P_D], logits);
         for (int64_t b = 0; b < nb; b += VL) {
-            const int64_t m = nb - b < VL ? nb - b : VL;
+            const int64_t nr = nb - b < VL ? nb - b : VL;  /* rows in this group of lanes */
             float rows[VL];
-            softmax_rows(V, m, 1, logits + b * V, Y + b0 + b, rows, NULL, lt);
-            for (int64_t r = 0; r < m; r++) total_loss += (double)rows[r];
+            softmax_rows(V, nr, 1, logits + b * V, Y + b0 + b, rows, NULL, lt);
+            for (int64_t r = 0; r < nr; r++) total_loss += (double)rows[r];
         }
     }
     free(block);
