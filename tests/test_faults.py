@@ -234,12 +234,13 @@ def test_sigkill_mid_trial_then_the_same_command_resumes(tmp_path, names_file, l
 
 
 @pytest.mark.slow
-def test_sigterm_records_the_batch_then_the_same_command_resumes(tmp_path, names_file):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])  # SIGINT: Ctrl-C
+def test_sigterm_records_the_batch_then_the_same_command_resumes(tmp_path, names_file, sig):
     cmd = sweep_cmd(names_file, tmp_path, n_trials=3,
                     steps=SLOW_TRIAL)
-    rc, err = start_and_kill(cmd, tmp_path, signal.SIGTERM)
-    assert rc == 128 + signal.SIGTERM, err
-    assert "sweep stopped by SIGTERM" in err and "Traceback" not in err
+    rc, err = start_and_kill(cmd, tmp_path, sig)
+    assert rc == 128 + sig, err
+    assert f"sweep stopped by {sig.name}" in err and "Traceback" not in err
     ts = trials(tmp_path)  # recorded before exit: failed (uncounted) and queued again
     assert [t.state for t in ts] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
     assert ts[1].user_attrs["not_counted"] and "sweep was stopped" in ts[1].user_attrs["fail_reason"]

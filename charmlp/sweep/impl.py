@@ -5,7 +5,6 @@ trial number, and records every trial's metrics."""
 import functools
 import logging
 import math
-import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -22,7 +21,7 @@ from ..errors import CharmlpError
 from ..results import collect, write_outputs
 from ..rundir import (METRIC_KEYS, RESULTS_CSV, STUDY_JSON, finite, read_metrics, task_overrides,
                       trial_dirname)
-from . import budget
+from . import budget, interrupts
 from .liveness import Heartbeat, claim, is_stale, sweep_died_here
 from .order import LengthModel, longest_first
 from .progress import Progress
@@ -35,10 +34,6 @@ log = logging.getLogger(__name__)
 # What a launcher raises when the process running a trial died (charmlp's parallel launcher;
 # submitit for a Slurm task killed for its time or memory limit): the trial is run again.
 WORKER_DEATHS = ("WorkerDied", "UncompletedJobError")
-
-
-class SweepInterrupted(KeyboardInterrupt):
-    """SIGTERM, turned into an exception so the running trials are recorded before exit."""
 
 
 class CharmlpSweeperImpl(OptunaSweeperImpl):
@@ -64,12 +59,11 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         write_json(self.sweep_dir / STUDY_JSON, {"storage": self._portable_storage(),
                                                  "study_name": study.study_name})
         progress = Progress(total, self.n_jobs, len(study.directions) == 1, self.timeout_min)
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-        try:
-            self._loop(study, total, space, fixed, fixed_overrides, progress)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            self._write_results()
+        with interrupts.handled():
+            try:
+                self._loop(study, total, space, fixed, fixed_overrides, progress)
+            finally:
+                self._write_results()
         self._write_best(study)
         progress.summary(study, self.sweep_dir / RESULTS_CSV)
 
@@ -467,6 +461,3 @@ def _one_line(err, limit: int = 400) -> str:
     text = " ".join(str(err).split()) or "no detail"
     return text if len(text) <= limit else text[:limit] + "..."
 
-
-def _raise_interrupt(signum, frame):
-    raise SweepInterrupted(signal.Signals(signum).name)

@@ -16,6 +16,7 @@ import optuna
 
 from ..errors import RunStopped
 from ..rundir import read_study_json
+from .interrupts import shield
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,11 @@ class TrialReporter:
 
     def report(self, step: int, value: float) -> None:
         """Record `value` at `step` on the trial; raise TrialPruned if the pruner says stop."""
-        trial = self.trial()
-        if self.multi_objective:  # Optuna prunes single-objective studies only
-            return
-        trial.report(value, step)
-        if trial.should_prune():
+        with shield():  # in the sweep process (basic launcher), a stop waits for the storage
+            trial = self.trial()
+            if self.multi_objective:  # Optuna prunes single-objective studies only
+                return
+            trial.report(value, step)
+            prune = trial.should_prune()
+        if prune:
             raise TrialPruned(f"pruned at step {step}: dev loss {value:.4f}")

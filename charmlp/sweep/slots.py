@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .interrupts import shield
+
 Launch = Callable[[list[list[str]], int], Any]
 
 
@@ -50,14 +52,16 @@ class Slots:
         self.running[trial.number] = job
         job.slot = slot = self._free.pop()
         if self.inline:
-            self._run(job)
+            with shield(False):  # the trial trains here: a stop must reach it
+                self._run(job)
         else:
             self._inboxes[slot].put(job)
 
     def wait(self, timeout: float | None = None) -> Job | None:
         """The next finished job (its slot freed), or None after `timeout` seconds."""
         try:
-            job = self._done.get(timeout=timeout)
+            with shield(False):  # only waiting: the safe place for a stop to land
+                job = self._done.get(timeout=timeout)
         except queue.Empty:
             return None
         del self.running[job.trial.number]
