@@ -233,6 +233,48 @@ def test_sigkill_mid_trial_then_the_same_command_resumes(tmp_path, names_file, l
     assert retry.user_attrs.get("retries", 0) == retries
 
 
+def children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.slow
+def test_a_sigkill_of_the_sweep_process_alone_takes_its_workers_with_it(tmp_path, names_file):
+    """kill -9 of the sweep's pid, not its process group: its slot workers must not train on
+    for nothing (the resume queues their trials again) and then wait forever."""
+    from charmlp.sweep.liveness import start_time
+    cmd = [c for c in sweep_cmd(names_file, tmp_path, steps=["trainer.steps=50000", "trainer.engine=torch"])
+           if c not in SERIAL] + ["hydra.sweeper.n_jobs=2", "hydra/launcher=parallel"]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f"trial_000{n}" / ".hydra").exists() for n in (0, 1)):
+            assert p.poll() is None and time.monotonic() < deadline, p.stderr.read() if p.poll() else ""
+            time.sleep(0.05)
+        workers = children(p.pid)
+        assert len(workers) >= 2
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        deadline = time.monotonic() + 10
+        while any(start_time(w) is not None for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [w for w in workers if start_time(w) is not None] == []
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])  # SIGINT: Ctrl-C
 def test_sigterm_records_the_batch_then_the_same_command_resumes(tmp_path, names_file, sig):

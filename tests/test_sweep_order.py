@@ -64,22 +64,23 @@ def test_without_enough_completed_trials_the_sampler_order_stays():
 
 @pytest.mark.slow
 def test_the_last_trials_of_a_sweep_start_longest_first(tmp_path, names_file):
-    """Seven grid points on 2 slots; seed 120 asks 150 steps before 4800 at the very end. The
-    sweep asks both together and starts the long one first, while the short one waits for
-    the next free slot."""
+    """Nine grid points on 2 slots; seed 41 asks 150, 600, 300 and 4800 steps last. Once no
+    more than twice the slots are left, the sweep asks all four together and starts them
+    longest first, each as a slot frees."""
     r = run_cli("charmlp-train", "-m", "+sweep=smoke", f"data.path={names_file}",
-                f"hydra.sweep.dir={tmp_path}", "hydra.sweeper.n_trials=7", "hydra/sweeper/sampler=grid",
-                "hydra.sweeper.sampler.seed=120", "trainer.steps=choice(4800,75,150,300,600,1200,2400)",
+                f"hydra.sweep.dir={tmp_path}", "hydra.sweeper.n_trials=9", "hydra/sweeper/sampler=grid",
+                "hydra.sweeper.sampler.seed=41",
+                "trainer.steps=choice(4800,75,150,300,600,1200,2400,110,220)",
                 "model.n_hidden=16", "model.n_embd=4", "trainer.engine=reference",
                 "trainer.eval_interval=75", "trainer.history_interval=75", timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "the last 2 trials start longest first: 6, 5" in r.stdout + r.stderr
+    assert "the last 4 trials start longest first: 8, 6, 7, 5" in r.stdout + r.stderr
     study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{tmp_path}/study.db")
     steps = {t.number: t.params["trainer.steps"] for t in study.trials}
-    assert (steps[5], steps[6]) == (150, 4800) and len(steps) == 7
+    assert [steps[n] for n in (5, 6, 7, 8)] == [150, 600, 300, 4800] and len(steps) == 9
     started = {n: json.loads((tmp_path / f"trial_{n:04d}" / "metrics.json").read_text())["started_at"]
-               for n in (5, 6)}
-    assert started[6] < started[5]
+               for n in (5, 6, 7, 8)}
+    assert started[8] < started[6] < started[7] < started[5]
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
 
 

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from optuna.trial import TrialState
 
 from charmlp.sweep import budget, liveness
-from charmlp.sweep.liveness import claim, identity, is_stale, sweep_died_here
+from charmlp.sweep.liveness import claim, identity, is_stale, others_running, sweep_died_here
 from charmlp.sweep.storage import open_storage
 from charmlp.train import CONF_DIR
 from conftest import run_cli
@@ -242,6 +242,30 @@ def live_child():
     p.wait()
 
 
+def _after_fork(url: str, parent_storage: int, queue) -> None:
+    import signal
+    from charmlp.sweep import storage
+    from charmlp.sweep.launcher import _worker_start
+    _worker_start(os.getppid(), True)
+    queue.put((id(storage.open_storage(url)) != parent_storage,
+               [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)] == [signal.SIG_DFL] * 2))
+
+
+def test_a_worker_forked_from_the_sweep_opens_its_own_storage_and_takes_signals(tmp_path):
+    """The slots' workers are forked from the sweep process (launcher.prestart), which has the
+    study open and SIGTERM handled: a worker must open its own connection (a SQLite handle or
+    a PostgreSQL socket must not serve two processes), and SIGTERM and Ctrl-C end it."""
+    from charmlp.sweep import interrupts
+    url = f"sqlite:///{tmp_path}/s.db"
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.SimpleQueue()
+    with interrupts.handled():
+        p = ctx.Process(target=_after_fork, args=(url, id(open_storage(url)), queue))
+        p.start()
+    p.join(60)
+    assert p.exitcode == 0 and queue.get() == (True, True)
+
+
 def test_claim_records_host_boot_namespace_pid_and_start_time():
     attrs = {}
     claim(SimpleNamespace(set_user_attr=attrs.__setitem__))
@@ -319,6 +343,22 @@ def test_a_zombie_is_not_a_live_worker():
         assert is_stale(running({**identity(), "pid": p.pid}, beat_age=0), GRACE, now=1e9)
     finally:
         p.wait()
+
+
+def test_only_live_running_trials_of_another_sweep_process_are_others(dead_pid, live_child):
+    """Another sweep process shares the study: the sweep then holds no more of its last
+    trials than its slots (impl._next_job), so that the other one is not kept waiting."""
+    now = time.time()
+    mine = running(identity(), beat_age=0, now=now)
+    assert not others_running([mine], GRACE)
+    assert others_running([mine, running(identity(live_child.pid), beat_age=0, now=now)], GRACE)
+    elsewhere = {**identity(dead_pid), "host": "elsewhere"}
+    assert others_running([running(elsewhere, beat_age=0, now=now)], GRACE)
+    assert not others_running([running(elsewhere, beat_age=GRACE + 1, now=now)], GRACE)
+    assert not others_running([running(identity(dead_pid), beat_age=0, now=now)], GRACE)
+    finished = running(identity(live_child.pid), beat_age=0, now=now)
+    finished.state = TrialState.COMPLETE
+    assert not others_running([finished], GRACE)
 
 
 def test_only_running_trials_can_be_stale(dead_pid):

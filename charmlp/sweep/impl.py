@@ -22,7 +22,7 @@ from ..results import collect, write_outputs
 from ..rundir import (METRIC_KEYS, RESULTS_CSV, STUDY_JSON, finite, read_metrics, task_overrides,
                       trial_dirname)
 from . import budget, interrupts
-from .liveness import Heartbeat, claim, is_stale, sweep_died_here
+from .liveness import Heartbeat, claim, is_stale, others_running, sweep_died_here
 from .order import LengthModel, longest_first
 from .progress import Progress
 from .slots import Job, Slots
@@ -124,13 +124,16 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
 
     # ---- the loop -----------------------------------------------------------------------
     def _loop(self, study, total, space, fixed, fixed_overrides, progress: Progress) -> None:
-        slots = Slots(self.launcher.launch, self.n_jobs, inline=isinstance(self.launcher, BasicLauncher))
-        progress.slots = slots.n
+        inline = isinstance(self.launcher, BasicLauncher)
         deadline = time.time() + 60 * self.timeout_min if self.timeout_min else math.inf
         beats: dict[int, Heartbeat] = {}
         held: list[Job] = []  # the last trials, asked together, waiting for a slot
-        finished = None
+        slots, finished = None, None
         try:
+            if not inline and hasattr(self.launcher, "prestart"):
+                self.launcher.prestart(self.n_jobs)  # before Slots starts its threads
+            slots = Slots(self.launcher.launch, self.n_jobs, inline=inline)
+            progress.slots = slots.n
             while True:
                 while slots.free():
                     job = self._next_job(study, total, space, fixed, fixed_overrides, held,
@@ -151,7 +154,7 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
                 beats.pop(finished.trial.number).__exit__(None, None, None)
                 finished.outcome = self._record(study, finished)
         except BaseException:
-            for job in list(slots.running.values()) + held:
+            for job in list(slots.running.values() if slots else ()) + held:
                 self._retry(study, job.trial, "interrupted: the sweep was stopped while it ran")
             raise
         finally:
@@ -162,8 +165,9 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
 
     def _next_job(self, study, total, space, fixed, fixed_overrides, held: list[Job], n_slots: int,
                   deadline: float, beats: dict) -> Job | None | bool:
-        """The trial a free slot runs next (see _next_trial). Once no more trials are left
-        than slots, all of them are asked at once and held, longest first (order.py)."""
+        """The trial a free slot runs next (see _next_trial). Once at most twice as many
+        trials are left to ask as there are slots, all of them are asked at once and held,
+        longest first (order.py)."""
         if time.time() >= deadline:
             for job in held:  # asked, never started: they spend no budget
                 beats.pop(job.trial.number).__exit__(None, None, None)
@@ -178,7 +182,10 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         self._beat(study, job, beats)
         trials = study.get_trials(deepcopy=False)
         left = total - budget.used(trials)  # still to ask after this one
-        if not 0 < left < n_slots:
+        # Why twice: order.py. Other sweep processes on the study would wait while this one
+        # holds trials its slots cannot start yet: then only as many as its slots.
+        hold = n_slots if others_running(trials, self.grace_period) else 2 * n_slots
+        if not 0 < left < hold:
             return job
         model = LengthModel([t for t in trials if t.state == TrialState.COMPLETE])
         if model.seconds(job.trial.params) is None:  # nothing to order by

@@ -67,3 +67,14 @@ def handled():
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def end_on_signal() -> None:
+    """In a slot's worker process: SIGTERM and SIGINT (Ctrl-C reaches the whole process group)
+    end it at once, as they do a C program. Its trial is the sweep process's to record. A
+    KeyboardInterrupt instead could land inside a storage call and leave the worker alive
+    with that transaction's lock held, and the sweep then waited on the lock to record."""
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_DFL)
+    _shields[:] = [False]
+    _pending.clear()

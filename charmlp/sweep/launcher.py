@@ -4,9 +4,16 @@ thread per slot; each slot thread keeps its own single-process loky executor, so
 - a slot that frees takes the next trial at once (no waiting for a batch),
 - a worker's imports, data cache and native library are paid once per slot, not per trial,
 - a worker killed mid-trial (the OOM killer, kill -9) breaks only its own slot: the trial is
-  reported as WorkerDied and the slot starts a fresh process for its next trial.
+  reported as WorkerDied and the slot starts a fresh process for its next trial,
+- the slots' first workers are forked from the sweep process before it starts any thread
+  (`prestart`), so they begin with its imports done (torch alone takes ~2 s a process).
 A batch of several jobs (plain Hydra multirun) goes through joblib exactly as upstream."""
+import contextlib
 import logging
+import multiprocessing
+import os
+import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,7 +35,28 @@ class ParallelLauncher(JoblibLauncher):
         super().__init__(**kwargs)
         self._slot = threading.local()
         self._executors: list = []
+        self._forked: list = []  # prestarted executors no slot has taken yet
         self._lock = threading.Lock()
+
+    def prestart(self, n: int) -> None:
+        """Fork n slots' worker processes now. Only from a process that runs no other thread
+        (a fork copies just the calling one, and any lock another holds stays locked) and has
+        not set up CUDA; otherwise each slot starts a fresh process on its first trial."""
+        if not _can_fork():
+            return
+        from joblib.externals.loky.process_executor import ProcessPoolExecutor
+        for stream in (sys.stdout, sys.stderr):  # else the child writes their buffers again
+            with contextlib.suppress(AttributeError, ValueError):  # None, or closed
+                stream.flush()
+        context = multiprocessing.get_context("fork")
+        forked = [ProcessPoolExecutor(max_workers=1, context=context, initializer=_worker_start,
+                                      initargs=(os.getpid(), True)) for _ in range(n)]
+        self._forked += forked
+        self._executors += forked
+        for ex in forked:  # all forks first: each executor then starts a thread of its own
+            ex._adjust_process_count()
+        for ex in forked:  # that thread watches the worker, and stops it on shutdown()
+            ex._ensure_executor_running()
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         if len(job_overrides) != 1 or threading.current_thread() is threading.main_thread():
@@ -50,9 +78,12 @@ class ParallelLauncher(JoblibLauncher):
         from joblib.externals.loky.process_executor import ProcessPoolExecutor
         ex = getattr(self._slot, "executor", None)
         if ex is None:
-            ex = self._slot.executor = ProcessPoolExecutor(max_workers=1)
             with self._lock:
-                self._executors.append(ex)
+                ex = self._forked.pop() if self._forked else ProcessPoolExecutor(
+                    max_workers=1, initializer=_worker_start, initargs=(os.getpid(), False))
+                if ex not in self._executors:
+                    self._executors.append(ex)
+            self._slot.executor = ex
         return ex
 
     def _discard(self) -> None:
@@ -65,6 +96,31 @@ class ParallelLauncher(JoblibLauncher):
             for ex in self._executors:
                 ex.shutdown(wait=False, kill_workers=True)
             self._executors.clear()
+            self._forked.clear()
+
+
+def _can_fork() -> bool:
+    if sys.platform != "linux" or threading.active_count() > 1:
+        return False
+    torch = sys.modules.get("torch")
+    return not (torch is not None and torch.cuda.is_initialized())
+
+
+def _worker_start(sweep_pid: int, forked: bool) -> None:
+    """First thing in a slot's worker: signals end it (interrupts.end_on_signal); a forked one
+    opens its own storages; and it dies with the sweep process. A worker left behind by a
+    SIGKILL of the sweep process alone trained on for nothing (the resume queues its trial
+    again) and then waited forever."""
+    from . import interrupts, storage
+    interrupts.end_on_signal()
+    if forked:
+        storage.forget_inherited()
+    if sys.platform == "linux":
+        import ctypes
+        PR_SET_PDEATHSIG = 1  # sent when the thread that started this process ends
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != sweep_pid:  # it ended before that call
+            os._exit(1)
 
 
 def _broken_pool(e: BaseException) -> bool:

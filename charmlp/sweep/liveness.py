@@ -86,6 +86,16 @@ def sweep_died_here(t: optuna.trial.FrozenTrial) -> bool:
             and worker.get("pid") != os.getpid() and process_gone(worker))
 
 
+def others_running(trials, grace: float) -> bool:
+    """Whether another live sweep process runs trials of this study (several drivers share it)."""
+    for t in trials:
+        worker = t.user_attrs.get("worker") or {}
+        mine = same_machine_and_namespace(worker) and worker.get("pid") == os.getpid()
+        if t.state == optuna.trial.TrialState.RUNNING and not mine and not is_stale(t, grace):
+            return True
+    return False
+
+
 def is_stale(t: optuna.trial.FrozenTrial, grace: float, now: float | None = None) -> bool:
     if t.state != optuna.trial.TrialState.RUNNING:
         return False

@@ -23,10 +23,28 @@ def journal_path(url: str) -> Path:
     return Path("/" + url[len(JOURNAL):].lstrip("/"))
 
 
+_opened: dict[str, optuna.storages.BaseStorage] = {}  # by this process; see forget_inherited
+_inherited: list = []
+
+
+def forget_inherited() -> None:
+    """In a worker forked from the sweep process (launcher.prestart): open storages afresh.
+    The parent's connections (a SQLite handle, a PostgreSQL socket) are its own to use and
+    to close; they stay referenced here, so this process never closes them either."""
+    _inherited.extend(_opened.values())
+    _opened.clear()
+    open_storage.cache_clear()
+
+
 @functools.lru_cache(maxsize=8)
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """The storage at url, opened once per process: opening checks the schema (~0.3 s), and a
     sweep reopens it for every results rewrite and every trial's reports."""
+    _opened[url] = storage = _open(url)
+    return storage
+
+
+def _open(url: str) -> optuna.storages.BaseStorage:
     try:
         if url.startswith(JOURNAL):
             path = journal_path(url)
