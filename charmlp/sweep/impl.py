@@ -183,9 +183,10 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         trials = study.get_trials(deepcopy=False)
         left = total - budget.used(trials)  # still to ask after this one
         # Why twice: order.py. Other sweep processes on the study would wait while this one
-        # holds trials its slots cannot start yet: then only as many as its slots.
-        hold = n_slots if others_running(trials, self.grace_period) else 2 * n_slots
-        if not 0 < left < hold:
+        # holds trials its slots cannot start yet: then only as many as its slots (the scan
+        # for them only once the count alone would hold).
+        if not 0 < left < 2 * n_slots or (
+                left >= n_slots and others_running(trials, self.grace_period)):
             return job
         model = LengthModel([t for t in trials if t.state == TrialState.COMPLETE])
         if model.seconds(job.trial.params) is None:  # nothing to order by

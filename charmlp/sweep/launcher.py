@@ -79,9 +79,11 @@ class ParallelLauncher(JoblibLauncher):
         ex = getattr(self._slot, "executor", None)
         if ex is None:
             with self._lock:
-                ex = self._forked.pop() if self._forked else ProcessPoolExecutor(
-                    max_workers=1, initializer=_worker_start, initargs=(os.getpid(), False))
-                if ex not in self._executors:
+                if self._forked:  # prestarted: already among self._executors
+                    ex = self._forked.pop()
+                else:
+                    ex = ProcessPoolExecutor(max_workers=1, initializer=_worker_start,
+                                             initargs=(os.getpid(), False))
                     self._executors.append(ex)
             self._slot.executor = ex
         return ex

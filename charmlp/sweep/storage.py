@@ -4,6 +4,7 @@ import contextlib
 import functools
 import importlib.util
 import os
+import weakref
 from pathlib import Path
 
 import optuna
@@ -23,7 +24,9 @@ def journal_path(url: str) -> Path:
     return Path("/" + url[len(JOURNAL):].lstrip("/"))
 
 
-_opened: dict[str, optuna.storages.BaseStorage] = {}  # by this process; see forget_inherited
+# What open_storage's cache holds now (weakly: an entry it evicts may still close), for
+# forget_inherited; and, in a forked worker, what it inherited.
+_opened: "weakref.WeakValueDictionary[str, optuna.storages.BaseStorage]" = weakref.WeakValueDictionary()
 _inherited: list = []
 
 
