@@ -136,7 +136,7 @@ def train(cfg: DictConfig, out_dir: str | Path,
     t_final = time.perf_counter()
     metrics.update(run.summary(), status="completed",
                    train_loss=split_loss(model, data.X["train"].to(device), data.Y["train"].to(device)),
-                   dev_loss=split_loss(model, run.Xdev, run.Ydev))
+                   dev_loss=run.final_dev())
     if cfg.get("report_test"):
         # The test split is for final reports on a chosen config, never for selection.
         metrics["test_loss"] = split_loss(model, data.X["test"].to(device), data.Y["test"].to(device))
@@ -163,6 +163,7 @@ class Run:
         self.Xdev, self.Ydev, self.on_eval = Xdev, Ydev, on_eval
         self.history, self.best = History(), (math.inf, -1)
         self.step, self.last_dev, self.eval_time, self.loop_time = 0, math.nan, 0.0, 0.0
+        self.dev_step = -1  # the step last_dev was evaluated at
 
     def loop(self, metrics: dict) -> None:
         tc, t0 = self.tc, time.perf_counter()
@@ -200,12 +201,20 @@ class Run:
     def _evaluate(self, losses: torch.Tensor, t0: float) -> float:
         t = time.perf_counter()
         dev = self.last_dev = split_loss(self.model, self.Xdev, self.Ydev)
+        self.dev_step = self.step
         self.eval_time += time.perf_counter() - t
         self.best = min(self.best, (dev, self.step))
         log.info("step %7d/%d  loss %.4f  dev %.4f  lr %.4g  %.0f steps/s", self.step, self.tc.steps,
                  losses[-1].item(), dev, self.optimizer.lr_at(self.step - 1, self.tc.steps),
                  self.step / (time.perf_counter() - t0))
         return dev
+
+    def final_dev(self) -> float:
+        """The dev loss of the trained model: the loop's last evaluation when it ran after the
+        last step (it always does at the end of a run), else a new one."""
+        if self.dev_step == self.step:
+            return self.last_dev
+        return split_loss(self.model, self.Xdev, self.Ydev)
 
     def summary(self) -> dict:
         """What the loop measured, for metrics.json (wall_time is the loop, evaluations included)."""

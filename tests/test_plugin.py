@@ -1,9 +1,11 @@
 """hydra/sweeper=charmlp in a Hydra app that is not charmlp-train: installing charmlp is enough
 (charmlp.configs' search-path plugin, an entry point, adds charmlp's configs to every app's search path)."""
 import csv
+import json
 import sys
 from pathlib import Path
 
+import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -26,6 +28,26 @@ def test_another_app_sweeps_with_charmlp_from_outside_the_repo(tmp_path):
         x, y = float(row["params_x"]), int(row["params_y"])
         assert abs(float(row["value"]) - ((x - 2.0) ** 2 + y)) < 1e-9
     assert sorted(p.name for p in sweep.glob("trial_*")) == ["trial_0000", "trial_0001", "trial_0002"]
+    # Its jobs report no training time: the summary says how busy the slots were, nothing more.
+    summary = [line for line in (r.stdout + r.stderr).splitlines() if "core time:" in line]
+    assert len(summary) == 1 and "slots busy" in summary[0] and "training" not in summary[0]
+
+
+@pytest.mark.parametrize("forget", [False, True])
+def test_every_job_on_a_parallel_slot_starts_from_the_sweeps_own_state(tmp_path, forget):
+    """The parallel launcher sends a worker what all jobs share once, not with every job: each
+    job must still start from the sweep's Hydra state, not from what the job before it in the
+    same worker left there. A worker that lost it (`forget`) gets it again with its next job."""
+    sweep = tmp_path / "sweep"
+    r = run_cli(sys.executable, str(APP / "state_app.py"), "-m", "hydra/sweeper=charmlp",
+                "hydra/launcher=parallel", "hydra.sweeper.n_jobs=1", "hydra.sweeper.n_trials=3",
+                "x=interval(-5,5)", f"+forget_payload={forget}", f"hydra.sweep.dir={sweep}",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    jobs = [json.loads((sweep / f"trial_{n:04d}" / "job.json").read_text()) for n in range(3)]
+    assert len({j["pid"] for j in jobs}) == 1  # one slot: all three ran in its worker
+    assert [j["left"] for j in jobs] == [[], [], []]
+    assert all(j["frozen"] > 0 for j in jobs)  # the imports are out of the collector's way
 
 
 def test_sweeper_errors_name_the_app_that_runs_it(tmp_path):

@@ -70,6 +70,24 @@ def test_eval_callback_sees_every_evaluation(make_cfg, tmp_path):
     assert [s for s, _ in seen] == [100, 200] and all(math.isfinite(d) for _, d in seen)
 
 
+def test_the_final_dev_loss_is_the_trained_models(make_cfg, tmp_path, monkeypatch):
+    """The last evaluation, after the last step, is the run's dev loss (not computed again);
+    a fresh evaluation of the saved model gives it too."""
+    import charmlp.trainer
+    from hydra.utils import instantiate
+    from charmlp.engines import split_loss
+    sizes, seen = [], []
+    monkeypatch.setattr(charmlp.trainer, "split_loss",
+                        lambda model, X, Y: sizes.append(len(X)) or split_loss(model, X, Y))
+    m = train(make_cfg("trainer.steps=250", "trainer.eval_interval=100"), tmp_path,
+              on_eval=lambda step, dev: seen.append((step, dev)))
+    assert seen[-1] == (250, m["dev_loss"])
+    assert len(sizes) == 4 and sizes.count(sizes[0]) == 3  # dev at 100, 200, 250; train once
+    model, _, ckpt = load_checkpoint(tmp_path)
+    data = instantiate(ckpt["config"]["data"], _execution_whitelist_=charmlp.trainer.TRUSTED)
+    assert split_loss(model, data.X["dev"], data.Y["dev"]) == pytest.approx(m["dev_loss"], abs=1e-6)
+
+
 def test_test_split_is_reported_only_when_asked(make_cfg, tmp_path):
     assert "test_loss" not in train(make_cfg(), tmp_path / "a")
     assert "test_loss" in train(make_cfg("report_test=true"), tmp_path / "b")

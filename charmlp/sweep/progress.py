@@ -46,9 +46,11 @@ class Overhead:
     def lines(self, cores: float, tail: float) -> list[str]:
         n = max(self.trials, 1)
         back = self.slot - self.launch - self.setup - self.training - self.final
-        return [f"core time: {100 * self.training / cores:.1f}% training, slots busy "
-                f"{100 * self.slot / cores:.1f}%, idle {100 * tail / cores:.1f}% at the end "
-                "(no trial left to start while the last ones ran)",
+        busy = (f"slots busy {100 * self.slot / cores:.1f}%, idle {100 * tail / cores:.1f}% at the "
+                "end (no trial left to start while the last ones ran)")
+        if not self.training:  # an app that is not charmlp-train: its jobs report no parts
+            return [f"core time: {busy}"]
+        return [f"core time: {100 * self.training / cores:.1f}% training, {busy}",
                 f"per trial: {self.training / n:.1f} s training (of which {self.evaluation / n:.2f} s "
                 f"dev evaluation); overhead {self.launch / n:.2f} s launch (process start and imports "
                 f"once per slot, Hydra job set-up), {self.setup / n:.2f} s set-up (data, model, engine), "
