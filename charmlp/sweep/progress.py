@@ -29,7 +29,7 @@ class Overhead:
     evaluation: float = 0.0    # of which: periodic dev evaluations
     launch: float = 0.0        # submitted -> trainer started: process start, imports, Hydra job set-up
     setup: float = 0.0         # data load, model build, engine choice (and a native build)
-    final: float = 0.0         # final train/dev evaluation and writing the run dir
+    final: float = 0.0         # final train/dev evaluation
     results: float = 0.0       # rewriting results.csv in the sweep process
     parts: dict = field(default_factory=dict)
 
@@ -54,8 +54,9 @@ class Overhead:
                 f"per trial: {self.training / n:.1f} s training (of which {self.evaluation / n:.2f} s "
                 f"dev evaluation); overhead {self.launch / n:.2f} s launch (process start and imports "
                 f"once per slot, Hydra job set-up), {self.setup / n:.2f} s set-up (data, model, engine), "
-                f"{self.final / n:.2f} s final evaluation and writes, {back / n:.2f} s return to the "
-                f"sweep, {self.results / n:.2f} s results.csv rewrite (in the sweep process)"]
+                f"{self.final / n:.2f} s final evaluation, {back / n:.2f} s writing the run dir and "
+                f"returning to the sweep, {self.results / n:.2f} s results.csv rewrite (in the sweep "
+                "process)"]
 
 
 class Progress:
