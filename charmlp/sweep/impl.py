@@ -3,7 +3,6 @@ configuration, launcher) driven by a loop that resumes, shares a total budget be
 workers, keeps every slot busy, lets running trials be pruned, names trial directories by
 trial number, and records every trial's metrics."""
 import functools
-import gc
 import logging
 import math
 import time
@@ -130,7 +129,6 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         beats: dict[int, Heartbeat] = {}
         held: list[Job] = []  # the last trials, asked together, waiting for a slot
         slots, finished = None, None
-        frozen = _freeze()
         try:
             if not inline and hasattr(self.launcher, "prestart"):
                 self.launcher.prestart(self.n_jobs)  # before Slots starts its threads
@@ -164,8 +162,6 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
                 beat.__exit__(None, None, None)
             # The slots' worker processes: idle when the sweep is done, killed when it is stopped.
             getattr(self.launcher, "shutdown", lambda: None)()
-            if frozen:
-                gc.unfreeze()
 
     def _next_job(self, study, total, space, fixed, fixed_overrides, held: list[Job], n_slots: int,
                   deadline: float, beats: dict) -> Job | None | bool:
@@ -433,17 +429,6 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
             best = study.best_trial
             result = {"name": "optuna", "best_params": best.params, "best_value": best.value}
         OmegaConf.save(OmegaConf.create(result), self.sweep_dir / "optimization_results.yaml")
-
-
-def _freeze() -> bool:
-    """Keep the objects that exist as the loop starts (the imports: torch, Hydra, Optuna,
-    pandas) out of garbage collections until it ends. A full collection of them took 0.01-0.14 s
-    of the sweep process, several times a sweep, often while a slot waited for its next trial;
-    forked workers inherit the freeze. Not when the process froze objects itself."""
-    if gc.get_freeze_count():
-        return False
-    gc.freeze()
-    return True
 
 
 def _is_grid(sampler) -> bool:
