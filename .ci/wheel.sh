@@ -17,7 +17,12 @@ step "building the wheel"
 # egg-info would shadow the installed package's metadata (its entry points) for code run there.
 mkdir "$work/src"
 cp -a "$repo"/{pyproject.toml,setup.py,MANIFEST.in,README.md,charmlp,conf,sweeps} "$work/src/"
-python3 -m pip wheel -q --no-deps -w "$work/dist" "$work/src"
+# The build also compiles the native engine for this machine (setup.py), here into a cache of
+# its own, which must then hold it.
+CHARMLP_CACHE="$work/cache" python3 -m pip wheel -q --no-deps -w "$work/dist" "$work/src"
+if command -v "${CC:-cc}" >/dev/null && ! ls "$work"/cache/charmlp/native/*/libnative_step.so >/dev/null 2>&1; then
+  echo "wheel.sh: the build did not compile the native engine"; exit 1
+fi
 wheel=$(ls "$work"/dist/charmlp-*.whl)
 python3 - "$wheel" <<'EOF'
 import sys, zipfile

@@ -27,6 +27,7 @@ from .data import load_splits
 from .engines import ENGINES, engine_class, native, peak, select_engine
 from .evaluate import split_loss
 from .model import build_model
+from .native_build import cpuinfo
 from .optim import SGD, Step
 from .trainer import TrainerConfig, steps_per_call
 
@@ -44,7 +45,7 @@ SEED = 2147483647
 
 def machine() -> str:
     """CPU model, cores and torch version, for the header of the bench's output."""
-    model = native.cpuinfo("model name") or platform.processor() or platform.machine()
+    model = cpuinfo("model name") or platform.processor() or platform.machine()
     return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 

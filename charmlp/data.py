@@ -1,7 +1,6 @@
 """The names dataset: find the file, validate it, split it as the reference, tensorise it."""
 import hashlib
 import logging
-import os
 import random
 import urllib.request
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_path
+from .cache import cache_dir
 from .errors import CharmlpError, require_positive
 
 log = logging.getLogger(__name__)
@@ -17,11 +17,6 @@ log = logging.getLogger(__name__)
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
 BOUNDARY = "."  # start/end token, index 0, as in the reference
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("CHARMLP_CACHE") or os.environ.get("XDG_CACHE_HOME")
-    return Path(root) / "charmlp" if root else Path.home() / ".cache" / "charmlp"
 
 
 def sha256(path: Path) -> str:

@@ -11,6 +11,7 @@ from charmlp.data import Vocab, build_examples, split_words
 from charmlp.engines import engine_class, native, select_engine
 from charmlp.evaluate import split_loss
 from charmlp.model import ModelArgs, CharMLP
+from charmlp import native_build
 from charmlp.optim import SGD, AdamW, Cosine, Step
 
 STEPS, BATCH, SEED = 200, 32, 2147483647
@@ -135,6 +136,23 @@ def test_native_build_is_logged_once_then_cached(tmp_path, monkeypatch, caplog):
     assert first == again and first.is_file() and tmp_path in first.parents
     msgs = [r.getMessage() for r in caplog.records if "building the native engine" in r.getMessage()]
     assert msgs == [f"building the native engine once (cached in {tmp_path / 'charmlp' / 'native'})"]
+
+
+def test_an_install_builds_the_engine_that_the_first_run_then_finds(tmp_path, monkeypatch, caplog):
+    """setup.py's hook calls prebuild(): what it compiles is what a trial loads, with no
+    build (and no 'building' warning) in the run."""
+    if not native_available():
+        pytest.skip("no C compiler here")
+    monkeypatch.setenv("CHARMLP_CACHE", str(tmp_path))
+    monkeypatch.setenv("CHARMLP_NO_NATIVE", "1")
+    assert native_build.prebuild() is None and not list(tmp_path.rglob("*.so"))  # disabled: nothing
+    monkeypatch.delenv("CHARMLP_NO_NATIVE")
+    built = native_build.prebuild()
+    assert built is not None and built.is_file() and tmp_path in built.parents
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="charmlp.engines.native"):
+        assert native.build(native.compiler()) == built
+    assert not [r for r in caplog.records if "building" in r.getMessage()]
 
 
 def assert_same_training(result, reference, data):

@@ -1,39 +1,25 @@
-"""The training loop as a C kernel (native_step.c), compiled with the machine's C compiler on
-first use and loaded with ctypes. It reads and writes the model's own float32 CPU tensors
-through their data pointers, and runs a whole run(start, n) call in C. `split_loss` is the
-full-split evaluation by the same kernel's forward pass (charmlp_eval).
+"""The training loop as a C kernel (native_step.c), compiled by native_build.py (when charmlp
+is installed, else on first use) and loaded with ctypes. It reads and writes the model's own
+float32 CPU tensors through their data pointers, and runs a whole run(start, n) call in C.
+`split_loss` is the full-split evaluation by the same kernel's forward pass (charmlp_eval).
 
-The build is cached under <charmlp cache>/native/<hash>/ where the hash covers the source,
-the compiler, its flags and the CPU (since -march=native picks the vector width: AVX-512
-where the CPU has it, else AVX2); a build logs one warning saying so, since it makes the
-first trial slow. When no compiler is found, the build fails, or CHARMLP_NO_NATIVE=1 is set,
-`unsupported()` says why, a warning is logged once per process, and `auto` goes on to the
-torch engine. A second build with -DCHARMLP_PROFILE (profile_library) times each phase of a
-step for charmlp-bench --profile."""
+When no compiler is found, the build fails, or CHARMLP_NO_NATIVE=1 is set, `unsupported()`
+says why, a warning is logged once per process, and `auto` goes on to the torch engine. A
+second build with -DCHARMLP_PROFILE (profile_library) times each phase of a step for
+charmlp-bench --profile."""
 import ctypes
-import hashlib
 import logging
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
 
 from .. import evaluate
-from ..data import cache_dir
+from ..native_build import SOURCE, NativeUnavailable, build, compiler, disabled
 from ..optim import AdamW, SGD
 from .base import Engine
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("native_step.c")
-# -march=native vectorises the inner loops; no -ffast-math, which would reorder the float
-# maths (and let the compiler assume no NaN, which divergence checks rely on).
-FLAG_SETS = (["-O3", "-march=native", "-fno-math-errno"], ["-O3", "-fno-math-errno"])
-BASE_FLAGS = ["-std=c11", "-fPIC", "-shared"]
 SLOTS = ("C", "W1", "b1", "W2", "b2", "D", "bngain", "bnbias")  # order of the C enum
 NP = len(SLOTS)
 FloatPtrs = ctypes.c_void_p * NP
@@ -49,10 +35,6 @@ class Net(ctypes.Structure):
                 ("rmean", ctypes.c_void_p), ("rstd", ctypes.c_void_p)]
 
 
-class NativeUnavailable(RuntimeError):
-    """The C kernel cannot be built or loaded here."""
-
-
 _lib: ctypes.CDLL | None = None
 _failure: str | None = None  # why the build failed, remembered so we try and warn once
 
@@ -63,69 +45,9 @@ def reset_build_cache() -> None:
     _lib, _failure = None, None
 
 
-def compiler() -> str | None:
-    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-
-
-def cpuinfo(field: str) -> str | None:
-    """The first value of a /proc/cpuinfo field ("model name", "flags"), None where there is none."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(field):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def machine_id() -> str:
-    """What -march=native depends on: the CPU's model and feature flags."""
-    found = [cpuinfo("model name"), cpuinfo("flags")]
-    return "\n".join([platform.machine(), platform.processor()] + [f for f in found if f])
-
-
-def compiler_version(cc: str) -> str:
-    try:
-        return subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError) as e:
-        raise NativeUnavailable(f"C compiler {cc} does not run ({e})") from None
-
-
-def build(cc: str, source: Path = SOURCE, defines: tuple[str, ...] = ()) -> Path:
-    """Compile `source` (with -D`defines`) into the cache (atomically) unless it is there;
-    return the .so. The first build of each logs once why this call is slow."""
-    text, version, errors = source.read_bytes(), compiler_version(cc), []
-    extra = [f"-D{d}" for d in defines]
-    for flags in FLAG_SETS:
-        key = hashlib.sha256(b"\0".join([text, cc.encode(), version.encode(),
-                                         " ".join(flags + BASE_FLAGS + extra).encode(),
-                                         machine_id().encode()])).hexdigest()[:16]
-        target = cache_dir() / "native" / key / f"lib{source.stem}.so"
-        if target.is_file():
-            return target
-        if flags is FLAG_SETS[0]:
-            log.warning("building the native engine once (cached in %s)", target.parent.parent)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", prefix=".build-", dir=target.parent)
-        os.close(fd)
-        cmd = [cc, *flags, *BASE_FLAGS, *extra, "-o", tmp, str(source), "-lm"]
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-            if r.returncode == 0:
-                os.replace(tmp, target)  # concurrent builders each write a whole file
-                return target
-            errors.append(f"{' '.join(flags)}: {r.stderr.strip()[-500:]}")
-        except (OSError, subprocess.SubprocessError) as e:
-            errors.append(f"{' '.join(flags)}: {e}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    raise NativeUnavailable(f"compiling {source.name} with {cc} failed: {'; '.join(errors)}")
-
-
 def load(source: Path = SOURCE, defines: tuple[str, ...] = ()) -> ctypes.CDLL:
     """`source` compiled (cached) and loaded; raises NativeUnavailable."""
-    if os.environ.get("CHARMLP_NO_NATIVE", "") not in ("", "0"):
+    if disabled():
         raise NativeUnavailable("disabled by CHARMLP_NO_NATIVE")
     cc = compiler()
     if cc is None:

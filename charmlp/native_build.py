@@ -1,0 +1,104 @@
+"""Compiling charmlp's C kernels (engines/*.c) with this machine's C compiler, cached under
+<charmlp cache>/native/<hash>/, where the hash covers the source, the compiler, its flags
+and the CPU (-march=native picks the vector width: AVX-512 where the CPU has it, else AVX2).
+
+Torch-free, so that the package's build hook (setup.py) can compile the native engine when
+charmlp is installed: a sweep's first trials then find it built, instead of each slot's
+worker stopping ~4 s to compile it. Without that (a cleared cache, another compiler), the
+engine builds on first use, as before, and logs one warning saying so."""
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .cache import cache_dir
+
+log = logging.getLogger("charmlp.engines.native")  # where a build is reported, install or run
+
+SOURCE = Path(__file__).parent / "engines" / "native_step.c"
+# -march=native vectorises the inner loops; no -ffast-math, which would reorder the float
+# maths (and let the compiler assume no NaN, which divergence checks rely on).
+FLAG_SETS = (["-O3", "-march=native", "-fno-math-errno"], ["-O3", "-fno-math-errno"])
+BASE_FLAGS = ["-std=c11", "-fPIC", "-shared"]
+
+
+class NativeUnavailable(RuntimeError):
+    """The C kernel cannot be built or loaded here."""
+
+
+def disabled() -> bool:
+    return os.environ.get("CHARMLP_NO_NATIVE", "") not in ("", "0")
+
+
+def compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
+def cpuinfo(field: str) -> str | None:
+    """The first value of a /proc/cpuinfo field ("model name", "flags"), None where there is none."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(field):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def machine_id() -> str:
+    """What -march=native depends on: the CPU's model and feature flags."""
+    found = [cpuinfo("model name"), cpuinfo("flags")]
+    return "\n".join([platform.machine(), platform.processor()] + [f for f in found if f])
+
+
+def compiler_version(cc: str) -> str:
+    try:
+        return subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        raise NativeUnavailable(f"C compiler {cc} does not run ({e})") from None
+
+
+def build(cc: str, source: Path = SOURCE, defines: tuple[str, ...] = ()) -> Path:
+    """Compile `source` (with -D`defines`) into the cache (atomically) unless it is there;
+    return the .so. The first build of each logs once why this call is slow."""
+    text, version, errors = source.read_bytes(), compiler_version(cc), []
+    extra = [f"-D{d}" for d in defines]
+    for flags in FLAG_SETS:
+        key = hashlib.sha256(b"\0".join([text, cc.encode(), version.encode(),
+                                         " ".join(flags + BASE_FLAGS + extra).encode(),
+                                         machine_id().encode()])).hexdigest()[:16]
+        target = cache_dir() / "native" / key / f"lib{source.stem}.so"
+        if target.is_file():
+            return target
+        if flags is FLAG_SETS[0]:
+            log.warning("building the native engine once (cached in %s)", target.parent.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", prefix=".build-", dir=target.parent)
+        os.close(fd)
+        cmd = [cc, *flags, *BASE_FLAGS, *extra, "-o", tmp, str(source), "-lm"]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            if r.returncode == 0:
+                os.replace(tmp, target)  # concurrent builders each write a whole file
+                return target
+            errors.append(f"{' '.join(flags)}: {r.stderr.strip()[-500:]}")
+        except (OSError, subprocess.SubprocessError) as e:
+            errors.append(f"{' '.join(flags)}: {e}")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise NativeUnavailable(f"compiling {source.name} with {cc} failed: {'; '.join(errors)}")
+
+
+def prebuild() -> Path | None:
+    """The native engine compiled into the cache now (setup.py calls this when charmlp is
+    installed); None where it is disabled or there is no compiler. Raises NativeUnavailable
+    when the compiler fails."""
+    cc = compiler()
+    if disabled() or cc is None:
+        return None
+    return build(cc, SOURCE)
