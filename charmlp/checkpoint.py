@@ -1,5 +1,6 @@
 """A checkpoint is one dict: weights, model args, vocabulary, step, metrics and config;
 enough to evaluate or sample without the original command line."""
+import pickle
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,7 +29,15 @@ def load_checkpoint(path: str | Path) -> tuple[CharMLP, Vocab, dict]:
         path = path / CHECKPOINT
     if not path.is_file():
         raise CharmlpError(f"no checkpoint at {path}; fix: pass a run directory that holds {CHECKPOINT}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    model = CharMLP(ModelArgs(**ckpt["model_args"]))
-    model.load_state_dict(ckpt["model_state"])
-    return model.eval(), Vocab(ckpt["vocab"]), ckpt
+    # An empty, truncated or foreign file fails in torch.load (EOFError, UnpicklingError,
+    # RuntimeError from the zip reader) or in the keys and shapes below.
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        model = CharMLP(ModelArgs(**ckpt["model_args"]))
+        model.load_state_dict(ckpt["model_state"])
+        vocab = Vocab(ckpt["vocab"])
+    except (EOFError, pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError,
+            IndexError) as e:
+        raise CharmlpError(f"{path} is not a readable charmlp checkpoint ({type(e).__name__}); fix: "
+                           f"rerun it (charmlp-rerun {path.parent}) for a new checkpoint") from None
+    return model.eval(), vocab, ckpt

@@ -7,7 +7,11 @@ import time
 from pathlib import Path
 
 from .errors import CharmlpError
-from .rundir import read_metrics
+from .rundir import CHECKPOINT, HISTORY, METRICS, finite, read_metrics
+
+# Files that mean a directory holds a run (finished, crashed or still running) that a rerun
+# into it would overwrite.
+RUN_FILES = (METRICS, CHECKPOINT, HISTORY, ".hydra/config.yaml")
 
 
 def saved_config_dir(run_dir: Path) -> Path:
@@ -38,12 +42,54 @@ def pinned(run_dir: Path) -> list[str]:
     return [f"trainer.{key}={metrics[key]}" for key in ("engine", "device") if metrics.get(key)]
 
 
+def is_override(arg: str) -> bool:
+    return "=" in arg or arg.startswith("~")
+
+
 def split_args(positionals: list[str]) -> tuple[str, list[str]]:
-    """The path is the first argument that is not a Hydra override (key=value, ~key)."""
-    for i, arg in enumerate(positionals):
-        if "=" not in arg and not arg.startswith("~"):
-            return arg, positionals[:i] + positionals[i + 1:]
-    raise CharmlpError("no run, trial or sweep directory given; fix: charmlp-rerun PATH [overrides]")
+    """The path is the one argument that is not a Hydra override (key=value, ~key)."""
+    paths = [arg for arg in positionals if not is_override(arg)]
+    if not paths:
+        raise CharmlpError("no run, trial or sweep directory given; fix: charmlp-rerun PATH [overrides]")
+    if len(paths) > 1:
+        raise CharmlpError(f"more than one path given ({', '.join(paths)}); fix: pass one run, trial or "
+                           "sweep directory, and the other arguments as key=value overrides")
+    return paths[0], [arg for arg in positionals if is_override(arg)]
+
+
+def check_out(out: Path) -> None:
+    """A rerun never overwrites a run: a new or empty directory only."""
+    if out.exists() and not out.is_dir():
+        raise CharmlpError(f"--out {out} is a file; fix: pass --out a new directory")
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found:
+        raise CharmlpError(f"{out} already holds a run ({', '.join(found)}); fix: pass another --out, "
+                           "or remove that directory first")
+
+
+def comparison(old: dict, new: dict) -> list[str]:
+    """The rerun's losses beside the original's, or beside a note when the original stopped
+    early: a pruned trial's dev loss after a few steps says nothing about a full run's."""
+    keys = [key for key in ("train_loss", "dev_loss", "test_loss") if key in new]
+    early = stopped_early(old)
+    if early:
+        return [f"  {key:<10} {new[key]:.6f}" for key in keys] + [f"  original {early}; not comparable"]
+    lines = []
+    for key in keys:
+        was = f"{old[key]:.6f}" if finite(old.get(key)) is not None else "not measured"
+        lines.append(f"  {key:<10} {new[key]:.6f}   (original: {was})")
+    return lines
+
+
+def stopped_early(metrics: dict) -> str | None:
+    """'was pruned at step 100 of 2000 (dev 2.549137)' for a run that did not finish, else None."""
+    status, done, steps = metrics.get("status"), metrics.get("steps_done"), metrics.get("steps")
+    short = isinstance(done, int) and isinstance(steps, int) and done < steps
+    if status in (None, "completed") and not short:
+        return None
+    where = f" at step {done} of {steps}" if isinstance(done, int) else ""
+    dev = finite(metrics.get("dev_loss"))
+    return f"was {status or 'stopped'}{where}" + (f" (dev {dev:.6f})" if dev is not None else "")
 
 
 def data_warning(old: dict, new: dict) -> str | None:
@@ -81,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             raise CharmlpError(f"{arg_path} is not a directory; fix: pass a run, trial or sweep directory")
         run_dir = best_run_dir(path) if args.best else path
         out = Path(args.out or f"outputs/reruns/{run_dir.name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}").resolve()
+        check_out(out)
         hydra_argv = rerun_argv(run_dir, out, overrides, args.test)
     except CharmlpError as e:
         print(f"charmlp-rerun: error: {e}", file=sys.stderr)
@@ -93,10 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     train.main()
     (new, _), (old, _) = read_metrics(out), read_metrics(run_dir)
     print(f"rerun of {run_dir} -> {out}")
-    for key in ("train_loss", "dev_loss", "test_loss"):
-        if key in new:
-            was = f"{old[key]:.6f}" if isinstance(old.get(key), (int, float)) else "not measured"
-            print(f"  {key:<10} {new[key]:.6f}   (original: {was})")
+    print("\n".join(comparison(old, new)))
     warning = data_warning(old, new)
     if warning:
         print(warning, file=sys.stderr)

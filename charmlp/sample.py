@@ -37,6 +37,13 @@ def label(name: str, words: dict[str, list[str]]) -> str:
     return "new"
 
 
+def escape_unprintable(stream) -> None:
+    """Names the output encoding cannot represent (an accented name under an ASCII locale)
+    print as backslash escapes instead of ending the run with UnicodeEncodeError."""
+    if hasattr(stream, "reconfigure"):  # a TextIOWrapper; replaced streams may not be
+        stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="charmlp-sample", description=__doc__)
     ap.add_argument("run_dir", help="a run directory holding model.pt")
@@ -44,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     try:
+        if args.num < 1:
+            raise CharmlpError(f"-n {args.num} must be at least 1; fix: pass -n 1 or more")
         model, vocab, ckpt = load_checkpoint(args.run_dir)
         d = ckpt["config"]["data"]
         words = load_splits(d["path"], d["block_size"], d["splits"], d["split_seed"]).words
@@ -51,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"charmlp-sample: error: {e}", file=sys.stderr)
         return 2
     words = {k: set(v) for k, v in words.items()}
+    escape_unprintable(sys.stdout)
     for ids in generate(model, args.num, torch.Generator().manual_seed(args.seed)):
         name = vocab.decode(ids)
         print(f"{name:<20} {label(name, words)}")

@@ -65,3 +65,45 @@ def test_no_path_among_the_arguments_is_one_line(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["charmlp-rerun: error: no run, trial or sweep directory given; "
                    "fix: charmlp-rerun PATH [overrides]"]
+
+
+@pytest.mark.parametrize("taken", ["metrics.json", "model.pt"])
+def test_out_dir_holding_a_run_is_refused_and_left_alone(original, tmp_path, capsys, taken):
+    run, _ = original
+    out = tmp_path / "done"
+    out.mkdir()
+    shutil.copy(run / taken, out / taken)
+    before = (out / taken).read_bytes()
+    assert rerun.main([str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{out} already holds a run ({taken})" in err[0] and "another --out" in err[0]
+    assert (out / taken).read_bytes() == before and sorted(p.name for p in out.iterdir()) == [taken]
+
+
+def test_absent_or_empty_out_dir_is_fine(tmp_path):
+    (tmp_path / "empty").mkdir()
+    rerun.check_out(tmp_path / "empty")
+    rerun.check_out(tmp_path / "absent")
+
+
+@pytest.mark.parametrize("second", ["other_run", "trainer.steps"])
+def test_a_second_path_is_one_line(tmp_path, capsys, second):
+    assert rerun.main([str(tmp_path), second, "trainer.steps=5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"more than one path given ({tmp_path}, {second})" in err[0]
+    assert "key=value overrides" in err[0]
+
+
+def test_rerun_of_a_pruned_trial_does_not_compare_its_losses(original, tmp_path):
+    run, _ = original
+    pruned = tmp_path / "trial_0003"
+    shutil.copytree(run, pruned)
+    m = metrics(pruned)
+    m.update(status="pruned", steps_done=100, dev_loss=2.549137)
+    (pruned / "metrics.json").write_text(json.dumps(m))
+    r = run_cli("charmlp-rerun", str(pruned), "--out", str(tmp_path / "again"))
+    assert r.returncode == 0, r.stderr
+    assert "original was pruned at step 100 of 200 (dev 2.549137); not comparable" in r.stdout
+    assert "(original:" not in r.stdout
+    full = rerun.comparison(metrics(run), metrics(tmp_path / "again"))  # a finished one still is
+    assert all("(original: " in line for line in full) and len(full) == 2

@@ -326,6 +326,14 @@ def test_cli_markdown(multirun, capsys):
     assert (multirun / "results.csv").is_file() and (multirun / "best.yaml").is_file()
 
 
+@pytest.mark.parametrize("top", ["0", "-1"])
+def test_cli_top_below_one_is_one_line(multirun, capsys, top):
+    assert results.main([str(multirun), "--top", top]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"charmlp-results: error: --top {top} must be at least 1; fix: pass --top 1 or more\n"
+    assert not (multirun / "results.csv").exists()  # refused before writing anything
+
+
 def test_cli_out_dir_and_storage_url(optuna_sweep, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{optuna_sweep / 'study.db'}"

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", action="store_true", help="also write the figures and report.html")
     args = ap.parse_args(argv)
     try:
+        if args.top < 1:
+            raise CharmlpError(f"--top {args.top} must be at least 1; fix: pass --top 1 or more")
         sweep = open_sweep(args.path, args.study)
         if sweep.df.empty:
             raise CharmlpError(f"no trials found in {args.path}; fix: run the sweep first, or pass "
