@@ -128,8 +128,11 @@ def test_the_same_failure_every_time_stops_the_sweep_early_and_a_fixed_resume_ru
     assert_one_line(r, "sweep stopped: this run's first trials all failed the same way")
     fails = [t for t in trials(tmp_path) if t.state == TrialState.FAIL]
     assert len(fails) == 3 and len({t.user_attrs["fail_reason"] for t in fails}) == 1
-    # Fixed, it resumes (to 5 trials here, for time: 3 of 5 failed is past the 0.25 rate).
-    r = run_cli(*sweep_cmd(names_file, tmp_path, "hydra.sweeper.max_failure_rate=1", n_trials=5))
+    # They spent none of the budget (a config error, not a result) ...
+    assert all(t.user_attrs.get("not_counted") and t.user_attrs.get("same_failure") for t in fails)
+    # ... so, fixed, the same command runs all of n_trials (2 here, for time), without the
+    # failures counting against max_failure_rate (3 of 2 would be past any rate).
+    r = run_cli(*sweep_cmd(names_file, tmp_path, preset="smoke", n_trials=2))
     assert r.returncode == 0, r.stderr
     assert [t.state for t in trials(tmp_path)][3:] == [TrialState.COMPLETE] * 2
 

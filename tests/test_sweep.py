@@ -85,6 +85,22 @@ def test_grid_sweep_runs_each_point_once(tmp_path, names_file):
     assert len(study.trials) == 4 and points == {(4, 16), (4, 32), (8, 16), (8, 32)}
 
 
+def test_a_resume_that_would_train_otherwise_is_refused(tmp_path, names_file):
+    """Trials on other data, or with other fixed overrides, would be ranked with the study's
+    finished ones as if comparable: the resume is refused, and the study left as it was."""
+    assert sweep(names_file, tmp_path, n_trials=2).returncode == 0
+    other = tmp_path / "other.txt"
+    other.write_text(names_file.read_text().upper())
+    r = sweep(other, tmp_path, "trainer.steps=200", n_trials=3)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert f"data.path: {names_file} -> {other}" in line and "trainer.steps: 150 -> 200" in line
+    assert "not be comparable" in line and "hydra.sweeper.study_name" in line
+    assert len(load(tmp_path).trials) == 2
+    assert sweep(names_file, tmp_path, n_trials=3).returncode == 0  # the same setup resumes
+    assert [t.state for t in load(tmp_path).trials] == [TrialState.COMPLETE] * 3
+
+
 def test_foreign_trial_dirs_are_never_overwritten(tmp_path, names_file):
     (tmp_path / "trial_0000").mkdir()
     (tmp_path / "trial_0000" / "mine.txt").write_text("keep")
@@ -94,6 +110,22 @@ def test_foreign_trial_dirs_are_never_overwritten(tmp_path, names_file):
     # The refusal created no study: a later reader finds none rather than an empty one.
     db = tmp_path / "study.db"
     assert not db.exists() or optuna.get_all_study_names(f"sqlite:///{db}") == []
+
+
+@pytest.mark.parametrize("setting, says", [
+    ("max_failure_rate=2", "hydra.sweeper.max_failure_rate=2 must be a number from 0 to 1"),
+    ("direction=up", "hydra.sweeper.direction='up' must be minimize or maximize"),
+    ("n_trials=-1", "hydra.sweeper.n_trials=-1 must be a positive integer"),
+])
+def test_a_bad_sweeper_setting_is_one_line_and_creates_no_study(tmp_path, names_file, setting, says):
+    """Before: an AssertionError in the official plugin, Optuna's ValueError with a study.db
+    left behind, an IndexError."""
+    r = run_cli("charmlp-train", "-m", "+sweep=smoke", f"data.path={names_file}",
+                f"hydra.sweep.dir={tmp_path}", f"hydra.sweeper.{setting}")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"charmlp-train: error: {says}"), r.stderr
+    assert not (tmp_path / "study.db").exists()
 
 
 def test_a_failing_sampler_stops_the_sweep_in_one_line_and_leaves_no_running_trial(tmp_path, names_file):

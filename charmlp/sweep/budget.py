@@ -1,10 +1,13 @@
 """The trial budget as a total over the study, shared by every worker. A trial uses the
 budget unless it was failed for reasons outside itself (its worker died and it was
-retried, or it was asked past the budget by a racing worker): those carry `not_counted`."""
+retried, or it was asked past the budget by a racing worker, or it failed the same way as
+every trial of its run before any finished: a config or environment error): those carry
+`not_counted`, the last also `same_failure`."""
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 NOT_COUNTED = "not_counted"
+SAME_FAILURE = "same_failure"
 
 
 def counts(t: FrozenTrial) -> bool:
@@ -17,8 +20,10 @@ def used(trials: list[FrozenTrial]) -> int:
     return sum(counts(t) for t in trials)
 
 
-def failed(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    return [t for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get(NOT_COUNTED)]
+def failed(trials: list[FrozenTrial], same: bool = False) -> list[FrozenTrial]:
+    """The failures that count; with `same`, also those of a run's opening same-way streak."""
+    return [t for t in trials if t.state == TrialState.FAIL and (
+        not t.user_attrs.get(NOT_COUNTED) or (same and t.user_attrs.get(SAME_FAILURE)))]
 
 
 def within_budget(trials: list[FrozenTrial], number: int, budget: int) -> bool:

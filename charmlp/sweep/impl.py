@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 # What a launcher raises when the process running a trial died (charmlp's parallel launcher;
 # submitit for a Slurm task killed for its time or memory limit): the trial is run again.
 WORKER_DEATHS = ("WorkerDied", "UncompletedJobError")
+SETUP_ATTR = "fixed_overrides"  # study attr: the command's fixed task overrides (a resume must match)
 
 
 class CharmlpSweeperImpl(OptunaSweeperImpl):
@@ -53,6 +54,7 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         self.sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         space, fixed, fixed_overrides = self._search_space(arguments)
         study, total = self._open_study(space)
+        self._check_same_setup(study, fixed, fixed_overrides)
         # Trials from here on are this run's (a resumed sweep's old failures are not its own).
         self._first_number = max((t.number for t in study.get_trials(deepcopy=False)), default=-1) + 1
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -106,6 +108,25 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         # trial numbers to points (another seed would hand a resumed sweep points it has run).
         if n and self.reseed is not None and self._grid is None:
             study.sampler = self.reseed(n)
+
+    def _check_same_setup(self, study: optuna.Study, fixed: dict, fixed_overrides: list) -> None:
+        """A study's trials are comparable only if they trained alike: a resume whose fixed
+        overrides (data.path=, trainer.steps=, ...; not the swept params, not hydra.*) differ
+        from those its finished trials ran with is refused. Until a trial finishes there is
+        nothing to mix with: a sweep whose every trial failed on a bad override takes the fix."""
+        mine = {**{k: str(v) for k, v in fixed.items()}, **{o: "(deleted)" for o in fixed_overrides}}
+        theirs = study.user_attrs.get(SETUP_ATTR)
+        if theirs == mine:
+            return
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if theirs is not None and trials:
+            changed = ", ".join(f"{k}: {theirs.get(k, '(unset)')} -> {mine.get(k, '(unset)')}"
+                                for k in sorted(set(theirs) | set(mine)) if theirs.get(k) != mine.get(k))
+            raise CharmlpError(
+                f"study {study.study_name!r} holds {len(trials)} finished trials run with other fixed "
+                f"overrides ({changed}); the new trials would not be comparable with them; fix: "
+                "the original overrides, or a new hydra.sweeper.study_name / hydra.sweep.dir")
+        study.set_user_attr(SETUP_ATTR, mine)
 
     def _check_dirs(self, known: set[int]) -> None:
         """Trial dirs the study doesn't know mean another study wrote here: never overwrite."""
@@ -255,9 +276,7 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         except Exception as e:
             reason = f"config error: {' '.join(str(e).split('Config search path')[0].split())}"
             trial.set_user_attr("overrides", task_overrides(overrides))
-            trial.set_user_attr("fail_reason", reason)
-            self._tell(study, trial, TrialState.FAIL, None)
-            log.warning("trial %d failed: %s", trial.number, reason)
+            self._fail(study, trial, reason)
             return False
 
     def _plain_value(self, override: str) -> bool:
@@ -367,8 +386,26 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
 
     def _fail(self, study, trial, reason: str) -> None:
         trial.set_user_attr("fail_reason", reason)
+        if self._same_failure_so_far(study, trial, reason):
+            # Every trial of this run so far failed this one way: a config or environment error
+            # (a data file that is not there), not a result. It spends none of the budget, so
+            # the same command after the fix still runs all of n_trials; _check_failures stops
+            # the run once n_jobs + 2 have failed so.
+            trial.set_user_attr(budget.NOT_COUNTED, True)
+            trial.set_user_attr(budget.SAME_FAILURE, True)
         self._tell(study, trial, TrialState.FAIL, None)
         log.warning("trial %d failed: %s", trial.number, reason)
+
+    def _same_failure_so_far(self, study, trial, reason: str) -> bool:
+        # Not when it runs on regardless (only counted failures end it), nor in a grid, whose
+        # points are its budget: a point that fails stays failed.
+        if self.max_failure_rate >= 1 or self._grid is not None:
+            return False
+        mine = [t for t in study.get_trials(deepcopy=False)
+                if t.number >= self._first_number and t.number != trial.number]
+        if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in mine):
+            return False
+        return all(t.user_attrs.get("fail_reason") == reason for t in budget.failed(mine, same=True))
 
     @staticmethod
     def _was_requeued(study, trial) -> bool:
@@ -389,8 +426,9 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         if reason is not None:
             raise CharmlpError(
                 f"sweep stopped: this run's first trials all failed the same way and none finished "
-                f"({reason}); fix: that cause, then resume with the same command (the failed "
-                "trials stay in the study; hydra.sweeper.max_failure_rate=1 runs on regardless)")
+                f"({reason}); fix: that cause, then rerun the same command (the failed trials stay "
+                "in the study and spend none of n_trials; hydra.sweeper.max_failure_rate=1 runs "
+                "on regardless)")
         if len(fails) > self.max_failure_rate * total:
             raise CharmlpError(
                 f"sweep stopped: {len(fails)} of {total} trials failed, more than "
@@ -403,7 +441,7 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         """The one reason every failed trial of `trials` gave, once n_jobs + 2 have failed and
         none has finished: an error every trial will hit (a config or environment error),
         which would otherwise burn max_failure_rate x n_trials trials before the sweep stops."""
-        fails = budget.failed(trials)
+        fails = budget.failed(trials, same=True)
         if self.max_failure_rate >= 1 or len(fails) < self.n_jobs + 2:
             return None
         if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials):

@@ -12,6 +12,7 @@ from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig
 
 from ..errors import CharmlpError
+from . import settings
 from .pruners import make_pruner
 
 
@@ -29,8 +30,14 @@ class CharmlpSweeper(OptunaSweeper):
                  timeout_min: float | None = None, max_retries: int = 1, pruner: Any = None) -> None:
         from .impl import CharmlpSweeperImpl
 
+        try:  # before the official plugin asserts on them, and before any study exists
+            settings.check(n_trials, n_jobs, max_failure_rate, timeout_min, max_retries,
+                           heartbeat_interval, grace_period, direction)
+        except CharmlpError as e:
+            raise SweepError(f"{app_name()}: error: {e}") from None
         self.sweeper = CharmlpSweeperImpl(
-            _sampler(sampler), direction, storage, study_name, n_trials, n_jobs, max_failure_rate,
+            _sampler(sampler), direction, storage, study_name, int(n_trials),
+            settings.slots(int(n_jobs)), max_failure_rate,
             custom_search_space, params, heartbeat_interval=heartbeat_interval,
             grace_period=grace_period, timeout_min=timeout_min, max_retries=max_retries,
             pruner=make_pruner(pruner) if pruner else None,
