@@ -1,8 +1,11 @@
 """The names dataset: find the file, validate it, split it as the reference, tensorise it."""
+import codecs
 import hashlib
 import logging
+import os
 import random
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import torch
 
 from .atomic import atomic_path
 from .cache import cache_dir
-from .errors import CharmlpError, require_positive
+from .errors import CharmlpError, require_positive, typed
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,12 @@ def sha256(path: Path) -> str:
 def resolve_path(path: str | None, url: str = NAMES_URL, sha: str = NAMES_SHA256) -> Path:
     """An explicit path, else a verified cached copy, else a one-time verified download."""
     if path:
+        if not isinstance(path, (str, os.PathLike)):  # Hydra reads data.path=2024 as a number
+            raise CharmlpError(f"data.path={path!r} must be a file path; fix: e.g. data.path=./{path}")
         p = Path(path).expanduser()
+        if p.is_dir():
+            raise CharmlpError(f"data.path={p} is a directory, not a names file; "
+                               "fix: pass data.path=/path/to/names.txt (one name per line)")
         if not p.is_file():
             raise CharmlpError(f"data file not found: {p} (fix: pass data.path=/path/to/names.txt)")
         return p
@@ -49,12 +57,16 @@ def resolve_path(path: str | None, url: str = NAMES_URL, sha: str = NAMES_SHA256
 def read_names(path: Path) -> list[str]:
     """One name per line; blank lines and surrounding whitespace are dropped (and counted)."""
     try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise CharmlpError(f"{path} is not UTF-8 text (byte {e.start}); "
-                           "fix: re-encode it as UTF-8 or pass another data.path=") from None
+        raw = path.read_bytes()
     except OSError as e:
         raise CharmlpError(f"cannot read {path}: {e.strerror}; fix: check data.path=") from None
+    # A byte-order mark (some Windows editors write one) is not part of the first name.
+    body = raw.removeprefix(codecs.BOM_UTF8)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CharmlpError(f"{path} is not UTF-8 text (byte {e.start + len(raw) - len(body)}); "
+                           "fix: re-encode it as UTF-8 or pass another data.path=") from None
     lines = text.splitlines()
     names = [w.strip() for w in lines if w.strip()]
     dropped = len(lines) - len(names)
@@ -100,9 +112,7 @@ class Splits:
 
 def split_words(names: list[str], fractions: tuple[float, float, float], seed: int) -> dict[str, list[str]]:
     """random.seed(seed); shuffle; cut at int(f0*n) and int((f0+f1)*n), exactly as the reference."""
-    if any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
-        raise CharmlpError(f"data.splits={list(fractions)} must be three positive fractions "
-                           "summing to 1; fix: e.g. data.splits=[0.8,0.1,0.1]")
+    check_fractions(fractions)
     words = list(names)
     random.seed(seed)
     random.shuffle(words)
@@ -113,6 +123,17 @@ def split_words(names: list[str], fractions: tuple[float, float, float], seed: i
         raise CharmlpError(f"{len(names)} names are too few for the {'/'.join(empty)} split(s); "
                            "fix: use a larger data file or other data.splits=")
     return out
+
+
+def check_fractions(fractions) -> tuple[float, float, float]:
+    """data.splits as a tuple (train, dev, test) of positive numbers summing to 1, or one line."""
+    must = "must be three positive fractions summing to 1; fix: e.g. data.splits=[0.8,0.1,0.1]"
+    if isinstance(fractions, str) or not isinstance(fractions, Sequence):
+        raise CharmlpError(f"data.splits={fractions!r} {must}")
+    checked = tuple(typed(f"data.splits[{i}]", float, f) for i, f in enumerate(fractions))
+    if len(checked) != 3 or any(f <= 0 for f in checked) or abs(sum(checked) - 1.0) > 1e-9:
+        raise CharmlpError(f"data.splits={list(checked)} {must}")
+    return checked
 
 
 def build_examples(words: list[str], vocab: Vocab, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,10 +161,12 @@ _KEEP = 8
 def load_splits(path: str | None, block_size: int = 3, splits=(0.8, 0.1, 0.1),
                 split_seed: int = 42) -> Splits:
     require_positive("data.", block_size=block_size)
+    splits = check_fractions(splits)
+    split_seed = typed("data.split_seed", int, split_seed)
     file = resolve_path(path)
     stat = file.stat()
-    key = (str(file.resolve()), stat.st_mtime_ns, stat.st_size, block_size, tuple(splits), split_seed)
-    built = _loaded.pop(key, None) or _build_splits(file, block_size, tuple(splits), split_seed)
+    key = (str(file.resolve()), stat.st_mtime_ns, stat.st_size, block_size, splits, split_seed)
+    built = _loaded.pop(key, None) or _build_splits(file, block_size, splits, split_seed)
     _loaded[key] = built  # newest last; the oldest goes first
     while len(_loaded) > _KEEP:
         del _loaded[next(iter(_loaded))]

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import CharmlpError, require_positive
+from .errors import CharmlpError, require, require_positive, require_types
 
 
 @dataclass
@@ -22,8 +22,11 @@ class ModelArgs:
     init: str = "kaiming"         # kaiming | zero (zero shows that symmetry is never broken)
 
     def __post_init__(self):
+        require_types("model.", self)
         require_positive("model.", vocab_size=self.vocab_size, block_size=self.block_size,
                          n_embd=self.n_embd, n_hidden=self.n_hidden)
+        # 0 freezes the running stats, 1 keeps the last batch's; outside that they diverge
+        require(0 <= self.bn_momentum <= 1, "model.bn_momentum", self.bn_momentum, "in [0, 1]")
         if self.init not in ("kaiming", "zero"):
             raise CharmlpError(f"model.init={self.init!r} is unknown; use kaiming or zero")
 

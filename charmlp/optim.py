@@ -5,13 +5,20 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import CharmlpError
+from .errors import require, require_types
+
+PREFIX = "optimizer.schedule."
 
 
 @dataclass
 class Schedule:
     """Multiplier on the base lr as a function of step; subclasses define `factor`."""
     warmup: float = 0.0  # fraction of steps with a linear ramp from 0
+
+    def __post_init__(self):
+        require_types(PREFIX, self)
+        require(0 <= self.warmup <= 1, PREFIX + "warmup", self.warmup,
+                "a fraction of the steps, in [0, 1]")
 
     def factor(self, step: int, total: int) -> float:
         raise NotImplementedError
@@ -52,6 +59,12 @@ class Step(Schedule):
     at: float = 0.5
     gamma: float = 0.1
 
+    def __post_init__(self):
+        super().__post_init__()
+        require(0 <= self.at <= 1, PREFIX + "at", self.at, "a fraction of the steps, in [0, 1]")
+        require(self.gamma > 0, PREFIX + "gamma", self.gamma,
+                "positive (the lr after `at` is lr * gamma)")
+
     def factor(self, step, total):
         return 1.0 if step < int(self.at * total) else self.gamma
 
@@ -60,8 +73,18 @@ class Step(Schedule):
 
 
 @dataclass
-class Cosine(Schedule):
+class Decay(Schedule):
+    """A decay from lr to lr * min_ratio over the run."""
     min_ratio: float = 0.01
+
+    def __post_init__(self):
+        super().__post_init__()
+        require(0 <= self.min_ratio <= 1, PREFIX + "min_ratio", self.min_ratio,
+                "in [0, 1] (the final lr is lr * min_ratio)")
+
+
+@dataclass
+class Cosine(Decay):
 
     def factor(self, step, total):
         t = step / max(1, total - 1)
@@ -69,8 +92,7 @@ class Cosine(Schedule):
 
 
 @dataclass
-class Linear(Schedule):
-    min_ratio: float = 0.01
+class Linear(Decay):
 
     def factor(self, step, total):
         t = step / max(1, total - 1)
@@ -84,10 +106,13 @@ class Optimizer:
     schedule: Schedule = None
 
     def __post_init__(self):
-        if not self.lr > 0:
-            raise CharmlpError(f"optimizer.lr={self.lr} must be positive")
+        require_types("optimizer.", self)
+        require(self.lr > 0, "optimizer.lr", self.lr, "positive")
+        require(self.weight_decay >= 0, "optimizer.weight_decay", self.weight_decay, ">= 0 (0: none)")
         if self.schedule is None:
             self.schedule = Constant()
+        require(isinstance(self.schedule, Schedule), "optimizer.schedule", self.schedule,
+                "a schedule; fix: optimizer/schedule=step|cosine|linear|constant")
 
     def lr_at(self, step: int, total: int) -> float:
         return self.schedule(step, total, self.lr)
@@ -112,6 +137,10 @@ class SGD(Optimizer):
     """Plain SGD as the reference (p -= lr * grad), with optional momentum."""
     momentum: float = 0.0
 
+    def __post_init__(self):
+        super().__post_init__()
+        require(0 <= self.momentum < 1, "optimizer.momentum", self.momentum, "in [0, 1) (0: none)")
+
     def make_torch(self, model):
         return torch.optim.SGD(self.param_groups(model), lr=self.lr, momentum=self.momentum,
                                foreach=False)
@@ -124,6 +153,12 @@ class AdamW(Optimizer):
     beta2: float = 0.999
     eps: float = 1e-8
     weight_decay: float = 0.01
+
+    def __post_init__(self):
+        super().__post_init__()
+        for key in ("beta1", "beta2"):
+            require(0 <= getattr(self, key) < 1, f"optimizer.{key}", getattr(self, key), "in [0, 1)")
+        require(self.eps >= 0, "optimizer.eps", self.eps, ">= 0")
 
     def make_torch(self, model):
         return torch.optim.AdamW(self.param_groups(model), lr=self.lr,

@@ -4,6 +4,7 @@ import csv
 import io
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -16,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from .atomic import write_json, write_text
 from .checkpoint import CHECKPOINT, save_checkpoint
 from .engines import select_engine, split_loss
-from .errors import CharmlpError, RunStopped, TrialDiverged, require_positive
+from .errors import CharmlpError, RunStopped, TrialDiverged, require_positive, typed
 from .model import uniform_loss
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class TrainerConfig:
 
     def __post_init__(self):
         for f in fields(self):  # trainer.steps=abc must be one line, not a traceback later
-            setattr(self, f.name, _typed(f"trainer.{f.name}", f.type, getattr(self, f.name)))
+            setattr(self, f.name, typed(f"trainer.{f.name}", f.type, getattr(self, f.name)))
         if not self.max_loss > 0:
             raise CharmlpError(f"trainer.max_loss={self.max_loss} must be a positive number")
         require_positive("trainer.", steps=self.steps, batch_size=self.batch_size,
@@ -45,23 +46,24 @@ class TrainerConfig:
                          threads=self.threads)
 
 
-def _typed(key: str, kind: type, value):
-    """value as `kind` (int, float or str), or a one-line CharmlpError naming the key."""
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is int and number and float(value).is_integer():
-        return int(value)
-    if kind is float and number:
-        return float(value)
-    if kind is str and isinstance(value, str):
-        return value
-    what = {int: "an integer", float: "a number", str: "a string"}[kind]
-    raise CharmlpError(f"{key}={value!r} must be {what}")
-
-
 def pick_device(name: str) -> torch.device:
+    """trainer.device as a torch.device this machine has, or one line saying why not (torch's
+    own errors here are a 20-line assertion or a list of every device type it knows)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise CharmlpError(f"trainer.device={name!r} is unknown; use auto, cpu, cuda or cuda:N")
+    device = torch.device(name)
+    if device.type == "cpu":
+        return device
+    if not torch.cuda.is_available():
+        raise CharmlpError(f"trainer.device={name!r}: CUDA is not available here; "
+                           "fix: trainer.device=auto or trainer.device=cpu")
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise CharmlpError(f"trainer.device={name!r}: this machine has {count} CUDA device(s), "
+                           f"cuda:0 to cuda:{count - 1}; fix: trainer.device=cuda or auto")
+    return device
 
 
 def build(cfg: DictConfig):

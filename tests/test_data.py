@@ -69,6 +69,7 @@ def test_blank_lines_and_whitespace_are_ignored(tmp_path, caplog):
 
 @pytest.mark.parametrize("content, message", [
     (None, "data file not found"),
+    ("dir", "is a directory, not a names file"),
     (b"", "holds no names"),
     (b"anna", "too few"),
     (b"\xff\xfeanna\nbob", "not UTF-8"),
@@ -76,7 +77,9 @@ def test_blank_lines_and_whitespace_are_ignored(tmp_path, caplog):
 ])
 def test_bad_data_gets_one_clear_error(tmp_path, content, message):
     f = tmp_path / "n.txt"
-    if content is not None:
+    if content == "dir":
+        f.mkdir()
+    elif content is not None:
         f.write_bytes(content)
     with pytest.raises(CharmlpError, match=message) as e:
         load_splits(str(f))
@@ -87,6 +90,38 @@ def test_bad_data_gets_one_clear_error(tmp_path, content, message):
 def test_split_fractions_must_sum_to_one(names_file, splits):
     with pytest.raises(CharmlpError, match="summing to 1"):
         load_splits(str(names_file), splits=splits)
+
+
+def test_a_byte_order_mark_is_not_a_name_character(tmp_path):
+    f = tmp_path / "n.txt"
+    f.write_bytes(("\ufeff" + "emma\nava\n" * 5).encode("utf-8"))
+    assert read_names(f) == ["emma", "ava"] * 5
+    assert load_splits(str(f)).vocab.chars == ".aemv"
+    f.write_bytes(b"\xef\xbb\xbfem\xffma\n")
+    with pytest.raises(CharmlpError, match=r"not UTF-8 text \(byte 5\)"):  # counted from the file's start
+        read_names(f)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"splits": "abc"}, "data.splits='abc' must be three positive fractions summing to 1"),
+    ({"splits": 5}, "data.splits=5 must be three"),
+    ({"splits": ["a", "b", "c"]}, "data.splits[0]='a' must be a number"),
+    ({"splits": [0.8, None, 0.1]}, "data.splits[1]=None must be a number"),
+    ({"splits": [0.5, 0.3, 0.1, 0.1]}, "data.splits=[0.5, 0.3, 0.1, 0.1] must be three"),
+    ({"splits": [0.5, 0.5]}, "data.splits=[0.5, 0.5] must be three"),
+    ({"split_seed": "abc"}, "data.split_seed='abc' must be an integer"),
+    ({"split_seed": 4.5}, "data.split_seed=4.5 must be an integer"),
+    ({"path": 2024}, "data.path=2024 must be a file path"),
+])
+def test_bad_data_settings_are_one_line_naming_the_setting(names_file, kwargs, message):
+    with pytest.raises(CharmlpError) as e:
+        load_splits(**{"path": str(names_file), **kwargs})
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_whole_number_seed_and_a_list_of_splits_give_the_reference_split(names_file):
+    s = load_splits(str(names_file), splits=[0.8, 0.1, 0.1], split_seed=42.0)
+    assert s.words == split_words(make_names(), (0.8, 0.1, 0.1), 42)
 
 
 def test_missing_file_and_no_network_names_the_override(tmp_path, monkeypatch):

@@ -63,6 +63,26 @@ def test_non_positive_sizes_are_rejected(key):
         ModelArgs(**{key: 0})
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"bn_momentum": "abc"}, "model.bn_momentum='abc' must be a number"),
+    ({"bn_momentum": -0.1}, "model.bn_momentum=-0.1 must be in [0, 1]"),
+    ({"bn_momentum": 2}, "model.bn_momentum=2 must be in [0, 1]"),
+    ({"batchnorm": "abc"}, "model.batchnorm='abc' must be true or false"),
+    ({"direct": 1}, "model.direct=1 must be true or false"),
+    ({"n_embd": "abc"}, "model.n_embd='abc' must be an integer"),
+    ({"n_hidden": 2.5}, "model.n_hidden=2.5 must be an integer"),
+])
+def test_bad_model_settings_are_one_line_naming_the_setting(kwargs, message):
+    with pytest.raises(CharmlpError) as e:
+        ModelArgs(**kwargs)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("bn_momentum", [0, 0.001, 1])
+def test_bn_momentum_accepts_its_whole_range_as_given(bn_momentum):
+    assert ModelArgs(bn_momentum=bn_momentum).bn_momentum is bn_momentum
+
+
 @pytest.mark.parametrize("model", ["mlp", "mlp_nobn", "bengio"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_every_group_member_composes_and_builds(make_cfg, model, optimizer):

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from charmlp.checkpoint import load_checkpoint
-from charmlp.errors import TrialDiverged
-from charmlp.trainer import train
+from charmlp.optim import SGD, AdamW, Cosine, Linear, Step
+from charmlp.errors import CharmlpError, TrialDiverged
+from charmlp.trainer import build, pick_device, train
 from conftest import TINY, native_available, run_cli
 
 
@@ -123,6 +124,9 @@ def test_cli_basic_multirun(names_file, tmp_path):
     ("trainer.steps=0", "trainer.steps=0 must be a positive integer"),
     ("model.n_hidden=-3", "n_hidden=-3 must be a positive integer"),
     ("trainer.engine=warp", "trainer.engine='warp' is unknown"),
+    ("data.splits=abc", "data.splits='abc' must be three positive fractions summing to 1"),
+    ("optimizer.lr=abc", "optimizer.lr='abc' must be a number"),
+    ("trainer.device=tpu", "trainer.device='tpu' is unknown; use auto, cpu, cuda or cuda:N"),
 ])
 def test_cli_bad_input_is_one_line_no_traceback(names_file, tmp_path, override, message):
     r = run_cli("charmlp-train", f"data.path={names_file}", *TINY, override, f"hydra.run.dir={tmp_path}")
@@ -149,3 +153,74 @@ def test_an_lr_block_is_exactly_the_per_step_lrs(schedule):
     total = 2003
     for start, n in [(0, 1000), (0, total), (690, 300), (741, 1), (741, 0), (25, 90), (1990, 13)]:
         assert opt.lr_block(start, n, total) == [opt.lr_at(s, total) for s in range(start, start + n)]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data.splits=abc"], "data.splits='abc' must be three positive fractions summing to 1"),
+    (["data.splits=[a,b,c]"], "data.splits[0]='a' must be a number"),
+    (["data.splits=[0.5,0.3,0.1,0.1]"], "data.splits=[0.5, 0.3, 0.1, 0.1] must be three"),
+    (["data.splits=[0.5,0.5]"], "data.splits=[0.5, 0.5] must be three"),
+    (["data.split_seed=abc"], "data.split_seed='abc' must be an integer"),
+    (["model.bn_momentum=abc"], "model.bn_momentum='abc' must be a number"),
+    (["optimizer.lr=abc"], "optimizer.lr='abc' must be a number"),
+    (["optimizer.momentum=abc"], "optimizer.momentum='abc' must be a number"),
+    (["optimizer.momentum=1"], "optimizer.momentum=1 must be in [0, 1)"),
+    (["optimizer.weight_decay=-1"], "optimizer.weight_decay=-1 must be >= 0"),
+    (["optimizer.weight_decay=abc"], "optimizer.weight_decay='abc' must be a number"),
+    (["optimizer=adamw", "optimizer.beta1=abc"], "optimizer.beta1='abc' must be a number"),
+    (["optimizer=adamw", "optimizer.beta2=1.5"], "optimizer.beta2=1.5 must be in [0, 1)"),
+    (["optimizer=adamw", "optimizer.eps=-1e-8"], "optimizer.eps=-1e-08 must be >= 0"),
+    (["optimizer.schedule.gamma=abc"], "optimizer.schedule.gamma='abc' must be a number"),
+    (["optimizer.schedule.gamma=-0.1"], "optimizer.schedule.gamma=-0.1 must be positive"),
+    (["optimizer.schedule.at=2"], "optimizer.schedule.at=2 must be a fraction of the steps, in [0, 1]"),
+    (["optimizer.schedule.at=abc"], "optimizer.schedule.at='abc' must be a number"),
+    (["optimizer.schedule.warmup=1.5"], "optimizer.schedule.warmup=1.5 must be a fraction"),
+    (["optimizer/schedule=cosine", "optimizer.schedule.min_ratio=abc"],
+     "optimizer.schedule.min_ratio='abc' must be a number"),
+    (["optimizer/schedule=linear", "optimizer.schedule.min_ratio=-1"],
+     "optimizer.schedule.min_ratio=-1 must be in [0, 1]"),
+    (["optimizer.schedule=abc"], "optimizer.schedule='abc' must be a schedule"),
+])
+def test_bad_settings_are_one_line_naming_the_setting(make_cfg, overrides, message):
+    with pytest.raises(CharmlpError) as e:
+        build(make_cfg(*overrides))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("make, field, value", [
+    (lambda: SGD(momentum=0.9, weight_decay=0), "momentum", 0.9),
+    (lambda: SGD(lr=1), "lr", 1),  # an int stays an int: valid configs compute as before
+    (lambda: AdamW(beta1=0, beta2=0, eps=0), "eps", 0),
+    (lambda: Step(at=0, gamma=2, warmup=1), "at", 0),
+    (lambda: Step(at=1), "at", 1),
+    (lambda: Cosine(min_ratio=0), "min_ratio", 0),
+    (lambda: Linear(min_ratio=1), "min_ratio", 1),
+])
+def test_the_edges_of_each_range_are_accepted_as_given(make, field, value):
+    spec = make()
+    assert getattr(spec, field) == value and type(getattr(spec, field)) is type(value)
+
+
+@pytest.mark.parametrize("name, cuda, message", [
+    ("tpu", False, "trainer.device='tpu' is unknown; use auto, cpu, cuda or cuda:N"),
+    ("gpu", True, "trainer.device='gpu' is unknown"),
+    ("cuda:x", True, "trainer.device='cuda:x' is unknown"),
+    ("cuda", False, "trainer.device='cuda': CUDA is not available here; fix: trainer.device=auto or"),
+    ("cuda:0", False, "CUDA is not available here"),
+    ("cuda:2", True, "trainer.device='cuda:2': this machine has 2 CUDA device(s), cuda:0 to cuda:1"),
+])
+def test_an_unusable_device_is_one_line(monkeypatch, name, cuda, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2 if cuda else 0)
+    with pytest.raises(CharmlpError) as e:
+        pick_device(name)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name, cuda, device", [
+    ("auto", False, "cpu"), ("cpu", True, "cpu"), ("auto", True, "cuda"), ("cuda:1", True, "cuda:1"),
+])
+def test_a_usable_device_is_picked(monkeypatch, name, cuda, device):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2 if cuda else 0)
+    assert pick_device(name) == torch.device(device)
