@@ -20,6 +20,24 @@ log = logging.getLogger(__name__)
 CONF_DIR = conf_dir()
 
 
+# What optimized_metric may name: the numbers a finished run reports about its model and its
+# training. Checked before training, so that a typo does not cost every trial a whole run.
+OBJECTIVES = ("dev_loss", "best_dev_loss", "train_loss", "test_loss", "init_loss", "num_params",
+              "steps_per_sec", "wall_time")
+
+
+def check_objective(key, report_test: bool, sweeping: bool) -> None:
+    for k in [key] if isinstance(key, str) else list(key):
+        if k not in OBJECTIVES:
+            raise CharmlpError(f"optimized_metric={k!r} is not a metric of a run; choose one of "
+                               f"{', '.join(OBJECTIVES)}")
+        if k == "test_loss" and sweeping:
+            raise CharmlpError("optimized_metric=test_loss: the test split is for the final report "
+                               "on a chosen config, never for selection; fix: optimized_metric=dev_loss")
+        if k == "test_loss" and not report_test:
+            raise CharmlpError("optimized_metric=test_loss needs report_test=true")
+
+
 def objective(metrics: dict, key) -> float | list[float]:
     """The metric named by optimized_metric; a list of names gives a list (multi-objective)."""
     if not isinstance(key, str):
@@ -54,6 +72,7 @@ def run(cfg: DictConfig) -> float:
         label_log_lines(f"trial {hc.job.num}")
         reporter = TrialReporter.from_hydra()
     try:
+        check_objective(cfg.optimized_metric, bool(cfg.get("report_test")), hc.mode == RunMode.MULTIRUN)
         metrics = train(cfg, hc.runtime.output_dir, on_eval=reporter.report if reporter else None)
         return objective(metrics, cfg.optimized_metric)
     except CharmlpError as e:

@@ -127,6 +127,10 @@ def test_cli_basic_multirun(names_file, tmp_path):
     ("data.splits=abc", "data.splits='abc' must be three positive fractions summing to 1"),
     ("optimizer.lr=abc", "optimizer.lr='abc' must be a number"),
     ("trainer.device=tpu", "trainer.device='tpu' is unknown; use auto, cpu, cuda or cuda:N"),
+    # before training, not after a whole run as before
+    ("optimized_metric=foo", "optimized_metric='foo' is not a metric of a run; choose one of dev_loss"),
+    ("optimized_metric=[dev_loss,started_at]", "optimized_metric='started_at' is not a metric"),
+    ("optimized_metric=test_loss", "optimized_metric=test_loss needs report_test=true"),
 ])
 def test_cli_bad_input_is_one_line_no_traceback(names_file, tmp_path, override, message):
     r = run_cli("charmlp-train", f"data.path={names_file}", *TINY, override, f"hydra.run.dir={tmp_path}")
@@ -224,3 +228,11 @@ def test_a_usable_device_is_picked(monkeypatch, name, cuda, device):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2 if cuda else 0)
     assert pick_device(name) == torch.device(device)
+
+
+def test_a_sweep_may_not_select_on_the_test_split():
+    from charmlp.train import check_objective
+    check_objective(["dev_loss", "num_params"], report_test=False, sweeping=True)
+    check_objective("test_loss", report_test=True, sweeping=False)  # a single run's own report
+    with pytest.raises(CharmlpError, match="never for selection; fix: optimized_metric=dev_loss"):
+        check_objective("test_loss", report_test=True, sweeping=True)
