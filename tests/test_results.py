@@ -145,6 +145,17 @@ def test_parent_dir_of_many_runs_numbers_by_order(tmp_path, multirun):
     assert df["number"].is_unique
 
 
+def test_a_run_that_kept_a_default_shows_the_value_it_ran_with(tmp_path, multirun):
+    """Beside a sweep over n_embd and n_hidden, a plain run has no override for them: the
+    table reads them from its config instead of saying 'not measured'."""
+    write_run(tmp_path / "runs" / "plain", [], completed(2.6))
+    df = results.collect(str(tmp_path))
+    plain = df[df["output_dir"].str.endswith("plain")].iloc[0]
+    assert plain["params_model.n_embd"] == 10 and plain["params_model.n_hidden"] == 200
+    assert str(df["params_model.n_embd"].dtype) == "Int64"  # still integers beside the sweep's
+    assert plain.isna()["params_optimizer.lr"]  # not in its config: still not measured
+
+
 def test_optimized_metric_from_config(tmp_path):
     write_run(tmp_path / "r", [], completed(2.0), config_extra={"optimized_metric": "train_loss"})
     assert results.collect(str(tmp_path))["value"][0] == pytest.approx(1.9)

@@ -145,9 +145,34 @@ def number_rows(rows: list[dict]) -> None:
 
 
 def rows_from_dirs(root: Path) -> list[dict]:
-    rows = [run_row(d, root) for d in find_run_dirs(root)]
+    dirs = find_run_dirs(root)
+    rows = [run_row(d, root) for d in dirs]
+    fill_params_from_configs(rows, dirs)
     number_rows(rows)
     return rows
+
+
+def fill_params_from_configs(rows: list[dict], dirs: list[Path]) -> None:
+    """A run that kept a default (a plain run beside a sweep over that key) has no override
+    for it, but its saved config holds the value it ran with: the table shows that value,
+    not 'not measured'. Only plain values: a config group's choice is not in config.yaml."""
+    keys = {k for row in rows for k in row if k.startswith("params_")}
+    for row, run_dir in zip(rows, dirs):
+        missing = keys.difference(row)
+        config = read_config(run_dir) if missing else {}
+        for key in missing:
+            value = dotted(config, key[len("params_"):])
+            if isinstance(value, (int, float, str, bool)):
+                row[key] = value
+
+
+def dotted(config: dict, key: str) -> Any:
+    """config['model']['n_embd'] for 'model.n_embd'; None where any part is missing."""
+    for part in key.split("."):
+        if not isinstance(config, dict):
+            return None
+        config = config.get(part)
+    return config
 
 
 def read_dev_curve(run_dir: Path) -> list[tuple[int, float]]:
