@@ -1,5 +1,6 @@
 """The sweep commands, run as a user runs them (subprocesses, tiny data, few trials)."""
 import json
+import shutil
 
 import optuna
 import pandas as pd
@@ -99,6 +100,21 @@ def test_a_resume_that_would_train_otherwise_is_refused(tmp_path, names_file):
     assert len(load(tmp_path).trials) == 2
     assert sweep(names_file, tmp_path, n_trials=3).returncode == 0  # the same setup resumes
     assert [t.state for t in load(tmp_path).trials] == [TrialState.COMPLETE] * 3
+
+
+def test_a_sweep_dir_without_its_study_file_reads_from_its_trial_dirs(done_sweep, tmp_path, names_file):
+    """study.db deleted (or not copied): the results come from the trial dirs, and a resume
+    is refused (the study does not know those dirs) without leaving an empty study.db."""
+    d = tmp_path / "copy"
+    shutil.copytree(done_sweep, d)
+    (d / "study.db").unlink()
+    r = run_cli("charmlp-results", str(d))
+    assert r.returncode == 0 and "reading the trial dirs instead" in r.stderr, r.stderr
+    assert "4 trials (4 COMPLETE)" in r.stdout
+    r = sweep(names_file, d)
+    assert r.returncode == 1 and "does not know" in r.stderr
+    assert not (d / "study.db").exists()
+    assert "reading the trial dirs instead" in run_cli("charmlp-results", str(d)).stderr
 
 
 def test_foreign_trial_dirs_are_never_overwritten(tmp_path, names_file):

@@ -4,6 +4,7 @@ picks the source a path names (storage URL, Optuna sweep dir, tree of run dirs).
 Columns: number, state, value (or values_0, values_1, ... and pareto for a multi-objective
 study), params_<key> per parameter, then TAIL_COLUMNS (test_loss and steps_done only when
 some trial has them). output_dir is relative to the sweep dir, held in df.attrs['root']."""
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,14 +14,15 @@ import pandas as pd
 from ..errors import CharmlpError
 from ..rundir import STUDY_JSON, finite
 from .rundirs import METRIC_COLUMNS, rows_from_dirs
-from .studies import (SQLITE, is_grid_study, load_study, read_study_json, rows_from_study,
-                      storage_errors, sweep_dir_of_url)
+from .studies import (SQLITE, is_grid_study, load_study, missing_file, read_study_json,
+                      rows_from_study, storage_errors, sweep_dir_of_url)
 
 TAIL_COLUMNS = ["train_loss", "dev_loss", "test_loss", "num_params", "steps", "steps_done", "duration_s",
                 "steps_per_sec", "datetime_start", "datetime_complete", "output_dir", "overrides",
                 "fail_reason"]
 OPTIONAL = ("test_loss", "steps_done")  # only when some trial has them
 INT_COLUMNS = ["number", "num_params", "steps", "steps_done"]
+log = logging.getLogger(__name__)
 PATH_FIX = "fix: pass a sweep dir, a dir of runs, or an Optuna storage URL (sqlite:///PATH)"
 
 
@@ -49,7 +51,11 @@ def open_sweep(path: str, study_name: str | None = None) -> Sweep:
         return _from_study(load_study(url, study_name), sweep_dir_of_url(url))
     if (p / STUDY_JSON).is_file():
         url, name = read_study_json(p.resolve())
-        return _from_study(load_study(url, study_name or name), p.resolve())
+        if not missing_file(url):
+            return _from_study(load_study(url, study_name or name), p.resolve())
+        # The study's file is gone (deleted, or not copied with the dir): its trial dirs
+        # still hold every trial that ran, without the study's view of them.
+        log.warning("%s: the study's storage %s is gone; reading the trial dirs instead", path, url)
     if not p.is_dir():
         raise CharmlpError(f"{path} is not a directory; {PATH_FIX}")
     rows = rows_from_dirs(p)

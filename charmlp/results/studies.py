@@ -27,14 +27,19 @@ def storage_errors(what: str) -> Iterator[None]:
         raise CharmlpError(f"{what} ({first}); {STORAGE_FIX}") from None
 
 
+def missing_file(url: str) -> bool:
+    """Whether `url` is a SQLite or journal storage whose file is not there."""
+    from ..sweep.storage import storage_file
+    path = storage_file(url)
+    return path is not None and not path.is_file()
+
+
 def open_study_storage(url: str):
     """An existing storage. A missing SQLite/journal file is an error here, not a new empty
     storage: opening would create it, and a typo would silently show zero trials."""
-    from ..sweep.storage import journal_path, open_storage
-    for prefix in (SQLITE, JOURNAL):
-        path = journal_path(url) if prefix == JOURNAL else Path(url[len(prefix):])
-        if url.startswith(prefix) and not path.is_file():
-            raise CharmlpError(f"cannot open Optuna storage {url!r} (no such file); {STORAGE_FIX}")
+    from ..sweep.storage import open_storage
+    if missing_file(url):
+        raise CharmlpError(f"cannot open Optuna storage {url!r} (no such file); {STORAGE_FIX}")
     try:
         return open_storage(url)
     except CharmlpError as e:  # its fix names hydra.sweeper.storage; a reader needs ours

@@ -26,7 +26,7 @@ from .liveness import Heartbeat, claim, is_stale, others_running, sweep_died_her
 from .order import LengthModel, longest_first
 from .progress import Progress
 from .slots import Job, Slots
-from .storage import default_url, open_storage, redact
+from .storage import default_url, open_storage, redact, storage_file
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +87,17 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
             self.sampler = self.sampler(self._grid)
             total = min(total, math.prod(len(v) for v in self._grid.values()))
         self.storage = self.storage or default_url(self.sweep_dir)
+        file = storage_file(self.storage)
+        new_file = file is not None and not file.exists()
         storage = open_storage(self.storage)
-        # Before creating anything: a refused sweep must leave no new study behind.
-        self._check_dirs(_known_numbers(storage, self.study_name))
+        # Before creating anything: a refused sweep must leave no new study behind, nor a new
+        # empty storage file (a reader would then say "no study" instead of the refusal's cause).
+        try:
+            self._check_dirs(_known_numbers(storage, self.study_name))
+        except CharmlpError:
+            if new_file:
+                file.unlink(missing_ok=True)
+            raise
         study = optuna.create_study(
             study_name=self.study_name, storage=storage, sampler=self.sampler, pruner=self.pruner,
             directions=self._get_directions(), load_if_exists=True)

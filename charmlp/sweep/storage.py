@@ -24,6 +24,13 @@ def journal_path(url: str) -> Path:
     return Path("/" + url[len(JOURNAL):].lstrip("/"))
 
 
+def storage_file(url: str) -> Path | None:
+    """The file a SQLite or journal storage keeps its studies in; None for a database server."""
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):])
+    return journal_path(url) if url.startswith(JOURNAL) else None
+
+
 # What open_storage's cache holds now (weakly: an entry it evicts may still close), for
 # forget_inherited; and, in a forked worker, what it inherited.
 _opened: "weakref.WeakValueDictionary[str, optuna.storages.BaseStorage]" = weakref.WeakValueDictionary()
