@@ -1,6 +1,5 @@
 """The reference notebook's loop: eager autograd, one batch draw per step. Kept for checking."""
 import torch
-import torch.nn.functional as F
 
 from .base import Engine
 
