@@ -1,5 +1,6 @@
 """charmlp-train: one training run (or a Hydra multirun) composed from conf/."""
 import logging
+import math
 import re
 import shutil
 import sys
@@ -13,7 +14,7 @@ from omegaconf import DictConfig
 from .configs import conf_dir
 from .errors import CharmlpError
 from .rundir import LOG
-from .sweep.reporting import TrialReporter
+from .sweep.reporting import TrialAbandoned, TrialReporter
 from .trainer import train
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ def run(cfg: DictConfig) -> float:
         check_objective(cfg.optimized_metric, bool(cfg.get("report_test")), hc.mode == RunMode.MULTIRUN)
         metrics = train(cfg, hc.runtime.output_dir, on_eval=reporter.report if reporter else None)
         return objective(metrics, cfg.optimized_metric)
+    except TrialAbandoned as e:  # the study has this trial already: nobody reads this result
+        log.warning("%s", e)
+        return math.nan
     except CharmlpError as e:
         if hc.mode == RunMode.MULTIRUN:
             raise  # the sweeper records the trial as failed, with this message

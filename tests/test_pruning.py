@@ -263,3 +263,26 @@ def test_a_pruner_without_the_presets_arguments_runs_every_trial(tmp_path, names
     assert r.returncode == 0, r.stderr
     assert [t.state for t in study_of(tmp_path).trials] == [TrialState.COMPLETE] * 2
     assert (r.stdout + r.stderr).count("takes no min_resource") == 1
+
+
+def test_a_job_whose_trial_the_study_already_finished_stops_in_one_line(tmp_path, names_file):
+    """A Slurm job outliving its stopped sweep reports to a trial the resume has already
+    failed and queued again: it stops there (status 'abandoned', what it did kept), instead of
+    training on and ending in UpdateFinishedTrialError's traceback."""
+    from charmlp.errors import RunStopped
+    from charmlp.sweep.reporting import TrialAbandoned, TrialReporter
+    from charmlp.trainer import train
+    from hydra import compose, initialize_config_dir
+    from charmlp.train import CONF_DIR
+    url = f"sqlite:///{tmp_path}/study.db"
+    study = optuna.create_study(study_name="s", storage=url)
+    t = study.ask()
+    study.tell(t, state=TrialState.FAIL)
+    reporter = TrialReporter(url, "s", t.number, None)
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        cfg = compose("train", [f"data.path={names_file}", *STEPS])
+    with pytest.raises(TrialAbandoned, match="already finished in the study") as e:
+        train(cfg, tmp_path / "run", on_eval=reporter.report)
+    assert isinstance(e.value, RunStopped) and "at step 100" in str(e.value)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "abandoned" and metrics["steps_done"] == 100

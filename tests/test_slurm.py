@@ -67,3 +67,29 @@ def test_trials_run_as_slurm_jobs_and_one_past_its_time_limit_is_retried_then_fa
     assert states.count("TIMEOUT") == 2 and states.count("COMPLETED") == 1, states
     trial = d / f"trial_{short.index[0]:04d}"
     assert json.loads((trial / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_a_stopped_sweep_cancels_its_slurm_jobs(names_file, tmp_path):
+    """SIGTERM to the sweep (a scheduler's stop, Ctrl-C): its trials are queued again for the
+    resume, so their Slurm jobs, which would train on for hours here, are cancelled."""
+    import os
+    import signal
+    import sys
+    import time
+    d = tmp_path / "sweep"
+    p = subprocess.Popen([sys.executable, "-m", "charmlp.train", "-m", "+sweep=smoke", *SLURM,
+                          f"data.path={names_file}", f"hydra.sweep.dir={d}", "hydra.sweeper.n_trials=2",
+                          "trainer.steps=100000000", "trainer.eval_interval=100000"],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not all((d / f"trial_000{i}" / ".hydra" / "config.yaml").exists() for i in (0, 1)):
+        assert p.poll() is None and time.monotonic() < deadline, "the trials never started"
+        time.sleep(0.2)
+    jobs = slurm_jobs(d)
+    os.kill(p.pid, signal.SIGTERM)
+    err = p.communicate(timeout=120)[0]
+    assert p.returncode == 128 + signal.SIGTERM, err
+    assert f"cancelled its Slurm jobs {' '.join(jobs)}" in err
+    queued = subprocess.run(["squeue", "-h", "-o", "%F", "-t", "PD,CF,R,S"], capture_output=True,
+                            text=True).stdout.split()  # cancelled ones may still be completing (CG)
+    assert not set(jobs) & set(queued)

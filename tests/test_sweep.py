@@ -1,6 +1,7 @@
 """The sweep commands, run as a user runs them (subprocesses, tiny data, few trials)."""
 import json
 import shutil
+import time
 
 import optuna
 import pandas as pd
@@ -115,6 +116,35 @@ def test_a_sweep_dir_without_its_study_file_reads_from_its_trial_dirs(done_sweep
     assert r.returncode == 1 and "does not know" in r.stderr
     assert not (d / "study.db").exists()
     assert "reading the trial dirs instead" in run_cli("charmlp-results", str(d)).stderr
+
+
+def test_a_dead_trial_past_its_retries_fails_and_the_resume_goes_on(tmp_path, names_file):
+    """Found dead by a resume (its worker on another host, silent past the grace period) with
+    no retry left: FAIL with the reason. It crashed every resume (a FrozenTrial told)."""
+    assert sweep(names_file, tmp_path, n_trials=2).returncode == 0
+    t = load(tmp_path).ask()
+    t.set_user_attr("worker", {"host": "elsewhere", "pid": 1, "inline": False})
+    t.set_user_attr("heartbeat_at", time.time() - 60)
+    r = sweep(names_file, tmp_path, "hydra.sweeper.max_retries=0", "hydra.sweeper.grace_period=30",
+              n_trials=4)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    dead = load(tmp_path).trials[2]
+    assert dead.state == TrialState.FAIL
+    assert dead.user_attrs["fail_reason"] == "its worker died (hydra.sweeper.max_retries=0)"
+    assert [t.state for t in load(tmp_path).trials].count(TrialState.COMPLETE) == 3
+
+
+def test_a_trial_asked_by_a_sweep_killed_before_claiming_it_is_recovered(tmp_path, names_file):
+    """A SIGKILL in the first milliseconds can leave a RUNNING trial nobody claimed: a resume
+    at once waits the seconds it takes to count as dead, instead of ending one trial short."""
+    assert sweep(names_file, tmp_path, n_trials=2).returncode == 0
+    load(tmp_path).ask()
+    r = sweep(names_file, tmp_path, n_trials=3)
+    assert r.returncode == 0, r.stderr
+    ts = load(tmp_path).trials
+    assert [t.state for t in ts].count(TrialState.COMPLETE) == 3
+    assert ts[2].state == TrialState.FAIL and ts[2].user_attrs["not_counted"]
+    assert "died before starting it" in ts[2].user_attrs["fail_reason"]
 
 
 def test_foreign_trial_dirs_are_never_overwritten(tmp_path, names_file):

@@ -305,6 +305,20 @@ def test_old_records_with_host_and_pid_only_wait_for_the_heartbeat(dead_pid):
     assert not is_stale(running(worker, beat_age=0), GRACE, now=1e9)
 
 
+def test_a_trial_nobody_claimed_is_dead_after_seconds_not_the_grace_period():
+    """Asked, and its sweep process killed before the claim (the first milliseconds)."""
+    from datetime import datetime
+    from charmlp.sweep.liveness import UNCLAIMED_GRACE, unclaimed_wait
+    now = 1e9
+    t = SimpleNamespace(state=TrialState.RUNNING, user_attrs={},
+                        datetime_start=datetime.fromtimestamp(now - UNCLAIMED_GRACE + 2))
+    assert not is_stale(t, GRACE, now=now) and unclaimed_wait([t], now=now) == pytest.approx(2)
+    t.datetime_start = datetime.fromtimestamp(now - UNCLAIMED_GRACE - 1)
+    assert is_stale(t, GRACE, now=now) and unclaimed_wait([t], now=now) == 0
+    claimed = running(identity(os.getpid()), beat_age=UNCLAIMED_GRACE + 1, now=now)
+    assert not is_stale(claimed, GRACE, now=now) and unclaimed_wait([claimed], now=now) == 0
+
+
 def test_a_vanished_process_on_this_machine_is_dead_at_once(dead_pid):
     assert is_stale(running(identity(dead_pid), beat_age=0), GRACE, now=1e9)
 

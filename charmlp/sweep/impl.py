@@ -22,7 +22,8 @@ from ..results import collect, write_outputs
 from ..rundir import (METRIC_KEYS, RESULTS_CSV, STUDY_JSON, finite, read_metrics, task_overrides,
                       trial_dirname)
 from . import budget, interrupts
-from .liveness import Heartbeat, claim, is_stale, others_running, sweep_died_here
+from .liveness import (UNCLAIMED_GRACE, Heartbeat, claim, is_stale, others_running, sweep_died_here,
+                       unclaimed_wait)
 from .order import LengthModel, longest_first
 from .progress import Progress
 from .slots import Job, Slots
@@ -295,8 +296,18 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         return isinstance(node, (int, float, str, bool))
 
     def _ask(self, study: optuna.Study, total: int) -> optuna.Trial | None:
-        if total - budget.used(study.get_trials(deepcopy=False)) <= 0:
-            return None
+        trials = study.get_trials(deepcopy=False)
+        if total - budget.used(trials) <= 0:
+            # A trial asked by a sweep process that died before claiming it holds budget that
+            # no trial will use: wait until it counts as dead (seconds), recover it, ask again.
+            wait = min(unclaimed_wait(trials), UNCLAIMED_GRACE)
+            if not wait:
+                return None
+            log.info("a trial no sweep process claimed holds budget: waiting %.0f s to recover it", wait)
+            time.sleep(wait + 0.1)
+            self._recover_stale(study)
+            if total - budget.used(study.get_trials(deepcopy=False)) <= 0:
+                return None
         before = {t.number for t in study.get_trials(deepcopy=False)}
         try:
             trial = study.ask()
@@ -317,10 +328,16 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if not is_stale(t, self.grace_period):
                 continue
-            if sweep_died_here(t):  # stopping the sweep never uses up a trial's retries
-                self._retry(study, t, "interrupted: the sweep process running it was killed")
-            else:
-                self._worker_died(study, t, "its worker died")
+            try:
+                if sweep_died_here(t):  # stopping the sweep never uses up a trial's retries
+                    self._retry(study, t, "interrupted: the sweep process running it was killed")
+                elif not t.user_attrs.get("worker"):  # never claimed, so never started
+                    self._retry(study, t, "interrupted: the sweep process that asked for it died "
+                                "before starting it")
+                else:
+                    self._worker_died(study, t, "its worker died")
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another sweep process recovered it first
 
     def _worker_died(self, study: optuna.Study, t, reason: str) -> None:
         """Run the trial again, at most hydra.sweeper.max_retries times; then it is FAIL."""
@@ -393,21 +410,24 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         return values
 
     def _fail(self, study, trial, reason: str) -> None:
-        trial.set_user_attr("fail_reason", reason)
+        """`trial`: one this run asked for (an optuna.Trial), or the FrozenTrial of a dead
+        worker's that _recover_stale found: both are written through the storage by id."""
+        attrs = {"fail_reason": reason}
         if self._same_failure_so_far(study, trial, reason):
             # Every trial of this run so far failed this one way: a config or environment error
             # (a data file that is not there), not a result. It spends none of the budget, so
             # the same command after the fix still runs all of n_trials; _check_failures stops
             # the run once n_jobs + 2 have failed so.
-            trial.set_user_attr(budget.NOT_COUNTED, True)
-            trial.set_user_attr(budget.SAME_FAILURE, True)
-        self._tell(study, trial, TrialState.FAIL, None)
+            attrs.update({budget.NOT_COUNTED: True, budget.SAME_FAILURE: True})
+        for key, value in attrs.items():
+            study._storage.set_trial_user_attr(trial._trial_id, key, value)
+        self._tell(study, trial.number, TrialState.FAIL, None)
         log.warning("trial %d failed: %s", trial.number, reason)
 
     def _same_failure_so_far(self, study, trial, reason: str) -> bool:
         # Not when it runs on regardless (only counted failures end it), nor in a grid, whose
         # points are its budget: a point that fails stays failed.
-        if self.max_failure_rate >= 1 or self._grid is not None:
+        if self.max_failure_rate >= 1 or self._grid is not None or trial.number < self._first_number:
             return False
         mine = [t for t in study.get_trials(deepcopy=False)
                 if t.number >= self._first_number and t.number != trial.number]

@@ -96,6 +96,11 @@ def others_running(trials, grace: float) -> bool:
     return False
 
 
+# A sweep claims a trial within milliseconds of asking for it; one still unclaimed after this
+# long was asked by a sweep process that died in between (a SIGKILL as the study opened).
+UNCLAIMED_GRACE = 10.0
+
+
 def is_stale(t: optuna.trial.FrozenTrial, grace: float, now: float | None = None) -> bool:
     if t.state != optuna.trial.TrialState.RUNNING:
         return False
@@ -103,7 +108,15 @@ def is_stale(t: optuna.trial.FrozenTrial, grace: float, now: float | None = None
     if same_machine_and_namespace(worker) and worker.get("pid") != os.getpid():
         return process_gone(worker)
     beat = t.user_attrs.get("heartbeat_at", t.datetime_start.timestamp() if t.datetime_start else 0)
-    return (now or time.time()) - beat > grace
+    return (now or time.time()) - beat > (grace if worker else min(grace, UNCLAIMED_GRACE))
+
+
+def unclaimed_wait(trials, now: float | None = None) -> float:
+    """Seconds until every RUNNING trial that no sweep has claimed counts as dead (0: none)."""
+    now = now or time.time()
+    starts = [t.datetime_start.timestamp() for t in trials if t.state == optuna.trial.TrialState.RUNNING
+              and not t.user_attrs.get("worker") and t.datetime_start]
+    return max([0.0] + [s + UNCLAIMED_GRACE - now for s in starts])
 
 
 class Heartbeat:

@@ -26,6 +26,13 @@ class TrialPruned(RunStopped, optuna.TrialPruned):
     status = "pruned"
 
 
+class TrialAbandoned(RunStopped):
+    """The study already holds this trial as finished: the sweep that started it was stopped
+    and a resume queued it again (a Slurm job outliving its driver, say). Training on is
+    work nobody will read, so the job stops and keeps what it has."""
+    status = "abandoned"
+
+
 class TrialReporter:
     def __init__(self, storage_url: str, study_name: str, number: int, pruner_cfg: Any):
         self.storage_url, self.study_name, self.number = storage_url, study_name, number
@@ -69,7 +76,12 @@ class TrialReporter:
             trial = self.trial()
             if self.multi_objective:  # Optuna prunes single-objective studies only
                 return
-            trial.report(value, step)
+            try:
+                trial.report(value, step)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                raise TrialAbandoned(f"trial {self.number} was already finished in the study (its "
+                                     "sweep was stopped and the resume queued it again): stopped "
+                                     f"at step {step}") from None
             prune = trial.should_prune()
         if prune:
             raise TrialPruned(f"pruned at step {step}: dev loss {value:.4f}")
