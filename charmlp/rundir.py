@@ -96,11 +96,23 @@ def moved(path: Path, sweep_dir: Path) -> Path:
     return path if path.exists() or not (sweep_dir / path.name).exists() else sweep_dir / path.name
 
 
+JOURNAL = "journal:///"  # journal:///path/to/study.log -> JournalStorage on a shared filesystem
+
+
+def journal_path(url: str) -> Path:
+    """journal:///abs/path.log -> /abs/path.log (as file:// URLs; journal:////abs works too)."""
+    return Path("/" + url[len(JOURNAL):].lstrip("/"))
+
+
 def resolve_storage(url: str, sweep_dir: Path) -> str:
-    """A SQLite URL as study.json records it, made absolute against the sweep dir: the default
-    is stored as sqlite:///study.db so that sweep dirs can be moved, and an absolute path
-    that no longer exists falls back to the same name in the sweep dir. Others unchanged."""
+    """A SQLite or journal URL as study.json records it, made absolute against the sweep dir:
+    the default is stored as sqlite:///study.db so that sweep dirs can be moved, and an
+    absolute path that no longer exists falls back to the same name in the sweep dir (a
+    journal file kept in it, say). Others unchanged."""
     prefix = "sqlite:///"
+    if url.startswith(JOURNAL):
+        path = journal_path(url)
+        return url if path.is_file() else f"{JOURNAL}{moved(path, sweep_dir)}"
     if not url.startswith(prefix):
         return url
     path = Path(url[len(prefix):])

@@ -402,3 +402,17 @@ def test_console_script_error(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(Path(results.__file__).parents[1])})
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "charmlp-results: error:" in proc.stderr
+
+
+def test_a_moved_sweep_dir_finds_its_journal_file_by_name(tmp_path):
+    """study.json records a journal storage by its absolute path; the sweep dir moved, the
+    file kept in it is found there, like the default study.db."""
+    from charmlp.rundir import resolve_storage
+    moved_dir = tmp_path / "moved"
+    moved_dir.mkdir()
+    (moved_dir / "study.log").write_text("")
+    old = f"journal:///{tmp_path}/original/study.log"
+    assert resolve_storage(old, moved_dir) == f"journal:///{moved_dir}/study.log"
+    elsewhere = tmp_path / "shared.log"
+    elsewhere.write_text("")
+    assert resolve_storage(f"journal:///{elsewhere}", moved_dir) == f"journal:///{elsewhere}"

@@ -10,7 +10,7 @@ from ..errors import CharmlpError
 from ..rundir import STUDY_JSON, read_metrics, read_overrides, trial_dirname
 from .rundirs import METRIC_COLUMNS, iso, relative_dir, run_metrics
 
-SQLITE, JOURNAL = "sqlite:///", "journal:///"
+SQLITE = "sqlite:///"
 STORAGE_FIX = ("fix: pass the storage URL the sweep used (its study.json has it), "
                "e.g. sqlite:///PATH/study.db")
 

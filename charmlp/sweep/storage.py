@@ -11,17 +11,12 @@ import optuna
 import sqlalchemy
 
 from ..errors import CharmlpError
+from ..rundir import JOURNAL, journal_path
 
-JOURNAL = "journal:///"  # journal:///path/to/study.log -> JournalStorage on a shared filesystem
 
 
 def default_url(sweep_dir: str | os.PathLike) -> str:
     return f"sqlite:///{Path(sweep_dir).resolve() / 'study.db'}"
-
-
-def journal_path(url: str) -> Path:
-    """journal:///abs/path.log -> /abs/path.log (as file:// URLs; journal:////abs works too)."""
-    return Path("/" + url[len(JOURNAL):].lstrip("/"))
 
 
 def storage_file(url: str) -> Path | None:
