@@ -279,7 +279,7 @@ def test_a_job_whose_trial_the_study_already_finished_stops_in_one_line(tmp_path
     t = study.ask()
     study.tell(t, state=TrialState.FAIL)
     reporter = TrialReporter(url, "s", t.number, None)
-    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+    with initialize_config_dir(config_dir=CONF_DIR):
         cfg = compose("train", [f"data.path={names_file}", *STEPS])
     with pytest.raises(TrialAbandoned, match="already finished in the study") as e:
         train(cfg, tmp_path / "run", on_eval=reporter.report)
