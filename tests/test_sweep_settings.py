@@ -36,3 +36,16 @@ def test_a_bad_value_is_named_in_one_line(key, value):
 def test_n_jobs_minus_one_is_a_slot_per_usable_core():
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert settings.slots(-1) == cores and settings.slots(3) == 3
+
+
+def test_a_stop_with_no_trial_running_says_so(monkeypatch, capsys):
+    """SIGTERM after the last trial ended (a whole process group stopped at shutdown) used to
+    say that running trials were marked interrupted."""
+    from charmlp.sweep.sweeper import CharmlpSweeper
+    sweeper = CharmlpSweeper.__new__(CharmlpSweeper)
+    sweeper.sweeper = type("Impl", (), {"interrupted": 0})()
+    sweeper.sweeper.sweep = lambda arguments: (_ for _ in ()).throw(KeyboardInterrupt("SIGTERM"))
+    with pytest.raises(SystemExit) as e:
+        sweeper.sweep([])
+    assert e.value.code == 143
+    assert "sweep stopped by SIGTERM: no trial was running; fix: rerun the same command" in capsys.readouterr().err

@@ -49,6 +49,7 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         self._composed: set[tuple] = set()  # config-group choices known to compose
         self._grid: dict | None = None  # a grid sampler's points, per param
         self._first_number = 0  # this run's first trial number (set when the study opens)
+        self.interrupted = 0  # the running or held trials a stop queued again
 
     # ---- set-up -------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> None:
@@ -184,7 +185,9 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
                 beats.pop(finished.trial.number).__exit__(None, None, None)
                 finished.outcome = self._record(study, finished)
         except BaseException:
-            for job in list(slots.running.values() if slots else ()) + held:
+            stopped = list(slots.running.values() if slots else ()) + held
+            self.interrupted = len(stopped)
+            for job in stopped:
                 self._retry(study, job.trial, "interrupted: the sweep was stopped while it ran")
             raise
         finally:

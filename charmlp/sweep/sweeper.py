@@ -50,8 +50,10 @@ class CharmlpSweeper(OptunaSweeper):
             raise SweepError(f"{app_name()}: error: {' '.join(str(e).splitlines())}") from None
         except KeyboardInterrupt as e:  # SIGTERM (SweepInterrupted) or Ctrl-C: batch recorded
             name = str(e) or "SIGINT"
-            print(f"{app_name()}: sweep stopped by {name}: the running trials are marked interrupted "
-                  "and queued again; fix: rerun the same command to resume", file=sys.stderr)
+            what = ("no trial was running" if self.sweeper.interrupted == 0 else
+                    "the running trials are marked interrupted and queued again")
+            print(f"{app_name()}: sweep stopped by {name}: {what}; fix: rerun the same command to "
+                  "resume", file=sys.stderr)
             raise SystemExit(128 + (15 if name == "SIGTERM" else 2)) from None
 
 
