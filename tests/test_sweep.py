@@ -101,6 +101,12 @@ def test_a_resume_that_would_train_otherwise_is_refused(tmp_path, names_file):
     assert len(load(tmp_path).trials) == 2
     assert sweep(names_file, tmp_path, n_trials=3).returncode == 0  # the same setup resumes
     assert [t.state for t in load(tmp_path).trials] == [TrialState.COMPLETE] * 3
+    # The same data by another path: the user says the trials stay comparable.
+    alias = tmp_path / "alias.txt"
+    alias.symlink_to(names_file)
+    r = sweep(alias, tmp_path, "hydra.sweeper.allow_changed_overrides=true", n_trials=4)
+    assert r.returncode == 0 and "allowed by hydra.sweeper.allow_changed_overrides" in r.stderr + r.stdout
+    assert [t.state for t in load(tmp_path).trials] == [TrialState.COMPLETE] * 4
 
 
 def test_a_sweep_dir_without_its_study_file_reads_from_its_trial_dirs(done_sweep, tmp_path, names_file):

@@ -25,6 +25,7 @@ def test_the_defaults_and_edge_values_pass():
     ("max_retries", -1), ("max_retries", 0.5),
     ("heartbeat_interval", 0), ("grace_period", -1),
     ("direction", "up"), ("direction", ["minimize", "sideways"]),
+    ("allow_changed_overrides", "yes"),
 ])
 def test_a_bad_value_is_named_in_one_line(key, value):
     with pytest.raises(CharmlpError) as e:

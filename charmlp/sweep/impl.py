@@ -41,10 +41,12 @@ SETUP_ATTR = "fixed_overrides"  # study attr: the command's fixed task overrides
 class CharmlpSweeperImpl(OptunaSweeperImpl):
     def __init__(self, *args: Any, heartbeat_interval: float, grace_period: float,
                  timeout_min: float | None = None, max_retries: int = 1, pruner: Any = None,
+                 allow_changed_overrides: bool = False,
                  reseed: Callable[[int], Any] | None = None) -> None:
         super().__init__(*args)
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self.timeout_min, self.max_retries = timeout_min, max_retries
+        self.allow_changed_overrides = allow_changed_overrides
         self.pruner, self.reseed = pruner, reseed
         self._composed: set[tuple] = set()  # config-group choices known to compose
         self._grid: dict | None = None  # a grid sampler's points, per param
@@ -132,10 +134,16 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         if theirs is not None and trials:
             changed = ", ".join(f"{k}: {theirs.get(k, '(unset)')} -> {mine.get(k, '(unset)')}"
                                 for k in sorted(set(theirs) | set(mine)) if theirs.get(k) != mine.get(k))
+            if self.allow_changed_overrides:  # the user says the trials stay comparable
+                log.warning("study %s: fixed overrides changed (%s), allowed by "
+                            "hydra.sweeper.allow_changed_overrides", study.study_name, changed)
+                return  # the study keeps its first ones: every such resume must say so again
             raise CharmlpError(
                 f"study {study.study_name!r} holds {len(trials)} finished trials run with other fixed "
                 f"overrides ({changed}); the new trials would not be comparable with them; fix: "
-                "the original overrides, or a new hydra.sweeper.study_name / hydra.sweep.dir")
+                "the original overrides, or a new hydra.sweeper.study_name / hydra.sweep.dir "
+                "(or hydra.sweeper.allow_changed_overrides=true where they stay comparable, "
+                "e.g. the same data by another path)")
         study.set_user_attr(SETUP_ATTR, mine)
 
     def _check_dirs(self, known: set[int]) -> None:

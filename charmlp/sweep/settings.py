@@ -22,7 +22,8 @@ def _fail(key: str, value: Any, must: str) -> None:
 
 
 def check(n_trials: Any, n_jobs: Any, max_failure_rate: Any, timeout_min: Any, max_retries: Any,
-          heartbeat_interval: Any, grace_period: Any, direction: Any) -> None:
+          heartbeat_interval: Any, grace_period: Any, direction: Any,
+          allow_changed_overrides: Any = False) -> None:
     if not _integer(n_trials) or n_trials < 1:
         _fail("n_trials", n_trials, "must be a positive integer: the study's total of trials")
     if not _integer(n_jobs) or not (n_jobs >= 1 or n_jobs == -1):
@@ -36,6 +37,8 @@ def check(n_trials: Any, n_jobs: Any, max_failure_rate: Any, timeout_min: Any, m
     for key, value in (("heartbeat_interval", heartbeat_interval), ("grace_period", grace_period)):
         if not _number(value) or value <= 0:
             _fail(key, value, "must be a positive number of seconds")
+    if not isinstance(allow_changed_overrides, bool):
+        _fail("allow_changed_overrides", allow_changed_overrides, "must be true or false")
     for d in direction if isinstance(direction, (list, tuple, ListConfig)) else [direction]:
         if str(getattr(d, "name", d)) not in ("minimize", "maximize"):
             _fail("direction", d, "must be minimize or maximize (a list of them for several objectives)")

@@ -27,12 +27,13 @@ class CharmlpSweeper(OptunaSweeper):
                  n_trials: int, n_jobs: int, max_failure_rate: float,
                  custom_search_space: str | None, params: DictConfig | None,
                  heartbeat_interval: float = 30.0, grace_period: float = 120.0,
-                 timeout_min: float | None = None, max_retries: int = 1, pruner: Any = None) -> None:
+                 timeout_min: float | None = None, max_retries: int = 1, pruner: Any = None,
+                 allow_changed_overrides: bool = False) -> None:
         from .impl import CharmlpSweeperImpl
 
         try:  # before the official plugin asserts on them, and before any study exists
             settings.check(n_trials, n_jobs, max_failure_rate, timeout_min, max_retries,
-                           heartbeat_interval, grace_period, direction)
+                           heartbeat_interval, grace_period, direction, allow_changed_overrides)
         except CharmlpError as e:
             raise SweepError(f"{app_name()}: error: {e}") from None
         self.sweeper = CharmlpSweeperImpl(
@@ -40,6 +41,7 @@ class CharmlpSweeper(OptunaSweeper):
             settings.slots(int(n_jobs)), max_failure_rate,
             custom_search_space, params, heartbeat_interval=heartbeat_interval,
             grace_period=grace_period, timeout_min=timeout_min, max_retries=max_retries,
+            allow_changed_overrides=allow_changed_overrides,
             pruner=make_pruner(pruner) if pruner else None,
             reseed=_reseeder(sampler))
 
