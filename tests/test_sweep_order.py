@@ -1,6 +1,7 @@
 """The last trials of a sweep start longest first, so the slots end close together."""
 import datetime as dt
 import json
+import time
 
 import optuna
 import pytest
@@ -114,3 +115,28 @@ def test_held_trials_of_a_stopped_sweep_are_queued_again_and_a_resume_runs_them(
     done = [t for t in optuna.load_study(study_name="smoke", storage=f"sqlite:///{tmp_path}/study.db").trials
             if t.state == TrialState.COMPLETE]
     assert sorted(t.params["trainer.steps"] for t in done) == [75, 150, 300, 600, 1200, 2400, 4800]
+
+
+def test_jobs_that_ended_before_a_stop_are_drained_with_their_slots():
+    """A stop lands in wait(): jobs that had already ended are handed back (the sweep records
+    a finished one instead of marking it interrupted and running it again)."""
+    import threading
+    from types import SimpleNamespace
+    from charmlp.sweep.slots import Slots
+    release = threading.Event()
+
+    def launch(overrides, number):
+        if number == 1:
+            release.wait(30)  # still running at the stop
+        return [f"result {number}"]
+
+    slots = Slots(launch, 2, inline=False)
+    slots.submit(SimpleNamespace(number=0), ("a=1",))
+    slots.submit(SimpleNamespace(number=1), ("a=2",))
+    deadline = time.monotonic() + 30
+    while slots._done.empty() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ended = slots.drain()
+    assert [(j.trial.number, j.result) for j in ended] == [(0, "result 0")]
+    assert list(slots.running) == [1] and slots.free() == 1 and slots.drain() == []
+    release.set()

@@ -193,6 +193,13 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
                 beats.pop(finished.trial.number).__exit__(None, None, None)
                 finished.outcome = self._record(study, finished)
         except BaseException:
+            for job in slots.drain() if slots else ():  # ended before the stop landed
+                if job.error is None and (job.result.status == JobStatus.COMPLETED or isinstance(
+                        job.result._return_value, optuna.TrialPruned)):
+                    beats.pop(job.trial.number).__exit__(None, None, None)
+                    job.outcome = self._record(study, job)  # a finished trial stays finished
+                else:  # cut short by the stop itself (its worker took the signal too)
+                    slots.running[job.trial.number] = job
             stopped = list(slots.running.values() if slots else ()) + held
             self.interrupted = len(stopped)
             for job in stopped:

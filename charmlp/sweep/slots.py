@@ -68,6 +68,18 @@ class Slots:
         self._free.append(job.slot)
         return job
 
+    def drain(self) -> list[Job]:
+        """The jobs that have ended but were not yet waited for (when a stop lands in wait())."""
+        jobs = []
+        while True:
+            try:
+                job = self._done.get_nowait()
+            except queue.Empty:
+                return jobs
+            del self.running[job.trial.number]
+            self._free.append(job.slot)
+            jobs.append(job)
+
     def _serve(self, inbox: queue.Queue) -> None:
         while True:
             self._run(inbox.get())
