@@ -98,7 +98,10 @@ def remove_if_empty(run_dir: Path) -> str:
 def label_log_lines(label: str) -> None:
     """Prefix this job's log lines with its trial, so parallel trials' lines can be told apart."""
     def add_label(record: logging.LogRecord) -> bool:
-        if not getattr(record, "trial_label", None):  # once, though it passes several handlers
+        # The sweep's own lines name their trials (and with hydra/launcher=basic they pass the
+        # job's handlers too): only the job's lines are labelled.
+        sweep = record.name.startswith("charmlp.sweep.") and record.name != "charmlp.sweep.reporting"
+        if not sweep and not getattr(record, "trial_label", None):  # once, whatever the handlers
             record.trial_label, record.msg = label, f"{label} | {record.msg}"
         return True
     for handler in logging.getLogger().handlers:  # Hydra sets these up afresh for each job

@@ -236,3 +236,22 @@ def test_a_sweep_may_not_select_on_the_test_split():
     check_objective("test_loss", report_test=True, sweeping=False)  # a single run's own report
     with pytest.raises(CharmlpError, match="never for selection; fix: optimized_metric=dev_loss"):
         check_objective("test_loss", report_test=True, sweeping=True)
+
+
+def test_only_the_jobs_own_log_lines_get_the_trial_label():
+    """With hydra/launcher=basic the sweep logs through the job's handlers too: its lines,
+    which name their trial already, read 'trial 0 interrupted', not 'trial 0 | trial 0 ...'."""
+    import logging
+    from charmlp.train import label_log_lines
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        label_log_lines("trial 0")
+        logging.getLogger("charmlp.trainer").warning("step 100")
+        logging.getLogger("charmlp.sweep.impl").warning("trial 0 interrupted")
+    finally:
+        root.removeHandler(handler)
+    assert [r.getMessage() for r in records] == ["trial 0 | step 100", "trial 0 interrupted"]
