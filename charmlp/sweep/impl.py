@@ -193,14 +193,13 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
                 beats.pop(finished.trial.number).__exit__(None, None, None)
                 finished.outcome = self._record(study, finished)
         except BaseException:
-            for job in slots.drain() if slots else ():  # ended before the stop landed
-                if job.error is None and (job.result.status == JobStatus.COMPLETED or isinstance(
-                        job.result._return_value, optuna.TrialPruned)):
-                    beats.pop(job.trial.number).__exit__(None, None, None)
-                    job.outcome = self._record(study, job)  # a finished trial stays finished
-                else:  # cut short by the stop itself (its worker took the signal too)
-                    slots.running[job.trial.number] = job
-            stopped = list(slots.running.values() if slots else ()) + held
+            ended = slots.drain() if slots else []  # before the stop landed
+            for job in filter(_ran_to_its_end, ended):  # a finished trial stays finished
+                beats.pop(job.trial.number).__exit__(None, None, None)
+                job.outcome = self._record(study, job)
+            # The others were cut short by the stop itself (their workers took the signal too).
+            stopped = ([j for j in ended if not _ran_to_its_end(j)]
+                       + list(slots.running.values() if slots else ()) + held)
             self.interrupted = len(stopped)
             for job in stopped:
                 self._retry(study, job.trial, "interrupted: the sweep was stopped while it ran")
@@ -513,6 +512,12 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
             best = study.best_trial
             result = {"name": "optuna", "best_params": best.params, "best_value": best.value}
         OmegaConf.save(OmegaConf.create(result), self.sweep_dir / "optimization_results.yaml")
+
+
+def _ran_to_its_end(job: Job) -> bool:
+    """The job returned a result or was pruned: not cut short, so its trial is recorded."""
+    return job.error is None and (job.result.status == JobStatus.COMPLETED
+                                  or isinstance(job.result._return_value, optuna.TrialPruned))
 
 
 def _is_grid(sampler) -> bool:

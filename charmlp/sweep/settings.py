@@ -6,7 +6,7 @@ from typing import Any
 
 from omegaconf import ListConfig
 
-from ..errors import CharmlpError
+from ..errors import require
 
 
 def _number(value: Any) -> bool:
@@ -17,31 +17,27 @@ def _integer(value: Any) -> bool:
     return _number(value) and float(value).is_integer()
 
 
-def _fail(key: str, value: Any, must: str) -> None:
-    raise CharmlpError(f"hydra.sweeper.{key}={value!r} {must}")
-
-
 def check(n_trials: Any, n_jobs: Any, max_failure_rate: Any, timeout_min: Any, max_retries: Any,
           heartbeat_interval: Any, grace_period: Any, direction: Any,
           allow_changed_overrides: Any = False) -> None:
-    if not _integer(n_trials) or n_trials < 1:
-        _fail("n_trials", n_trials, "must be a positive integer: the study's total of trials")
-    if not _integer(n_jobs) or not (n_jobs >= 1 or n_jobs == -1):
-        _fail("n_jobs", n_jobs, "must be a positive integer (trials at once), or -1 for one per core")
-    if not _number(max_failure_rate) or not 0 <= max_failure_rate <= 1:
-        _fail("max_failure_rate", max_failure_rate, "must be a number from 0 to 1")
-    if timeout_min is not None and (not _number(timeout_min) or timeout_min <= 0):
-        _fail("timeout_min", timeout_min, "must be a positive number of minutes, or null for no limit")
-    if not _integer(max_retries) or max_retries < 0:
-        _fail("max_retries", max_retries, "must be an integer >= 0")
-    for key, value in (("heartbeat_interval", heartbeat_interval), ("grace_period", grace_period)):
-        if not _number(value) or value <= 0:
-            _fail(key, value, "must be a positive number of seconds")
-    if not isinstance(allow_changed_overrides, bool):
-        _fail("allow_changed_overrides", allow_changed_overrides, "must be true or false")
+    key = "hydra.sweeper."
+    require(_integer(n_trials) and n_trials >= 1, key + "n_trials", n_trials,
+            "a positive integer: the study's total of trials")
+    require(_integer(n_jobs) and (n_jobs >= 1 or n_jobs == -1), key + "n_jobs", n_jobs,
+            "a positive integer (trials at once), or -1 for one per core")
+    require(_number(max_failure_rate) and 0 <= max_failure_rate <= 1, key + "max_failure_rate",
+            max_failure_rate, "a number from 0 to 1")
+    require(timeout_min is None or (_number(timeout_min) and timeout_min > 0), key + "timeout_min",
+            timeout_min, "a positive number of minutes, or null for no limit")
+    require(_integer(max_retries) and max_retries >= 0, key + "max_retries", max_retries,
+            "an integer >= 0")
+    for name, value in (("heartbeat_interval", heartbeat_interval), ("grace_period", grace_period)):
+        require(_number(value) and value > 0, key + name, value, "a positive number of seconds")
+    require(isinstance(allow_changed_overrides, bool), key + "allow_changed_overrides",
+            allow_changed_overrides, "true or false")
     for d in direction if isinstance(direction, (list, tuple, ListConfig)) else [direction]:
-        if str(getattr(d, "name", d)) not in ("minimize", "maximize"):
-            _fail("direction", d, "must be minimize or maximize (a list of them for several objectives)")
+        require(str(getattr(d, "name", d)) in ("minimize", "maximize"), key + "direction", d,
+                "minimize or maximize (a list of them for several objectives)")
 
 
 def slots(n_jobs: int) -> int:
