@@ -26,12 +26,21 @@ def require(ok: bool, key: str, value, must: str) -> None:
 _KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
+def is_number(value) -> bool:
+    """An int or float as a config gives it (YAML's true is a bool, not the number 1)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_integer(value) -> bool:
+    """A number with no fractional part (a config may write 8 as 8.0)."""
+    return is_number(value) and float(value).is_integer()
+
+
 def typed(key: str, kind: type, value):
     """value as `kind` (int, float, bool or str), or a one-line CharmlpError naming the key."""
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is int and number and float(value).is_integer():
+    if kind is int and is_integer(value):
         return int(value)
-    if kind is float and number:
+    if kind is float and is_number(value):
         return float(value)
     if kind in (bool, str) and isinstance(value, kind):
         return value

@@ -6,33 +6,25 @@ from typing import Any
 
 from omegaconf import ListConfig
 
-from ..errors import require
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _integer(value: Any) -> bool:
-    return _number(value) and float(value).is_integer()
+from ..errors import is_integer, is_number, require
 
 
 def check(n_trials: Any, n_jobs: Any, max_failure_rate: Any, timeout_min: Any, max_retries: Any,
           heartbeat_interval: Any, grace_period: Any, direction: Any,
           allow_changed_overrides: Any = False) -> None:
     key = "hydra.sweeper."
-    require(_integer(n_trials) and n_trials >= 1, key + "n_trials", n_trials,
+    require(is_integer(n_trials) and n_trials >= 1, key + "n_trials", n_trials,
             "a positive integer: the study's total of trials")
-    require(_integer(n_jobs) and (n_jobs >= 1 or n_jobs == -1), key + "n_jobs", n_jobs,
+    require(is_integer(n_jobs) and (n_jobs >= 1 or n_jobs == -1), key + "n_jobs", n_jobs,
             "a positive integer (trials at once), or -1 for one per core")
-    require(_number(max_failure_rate) and 0 <= max_failure_rate <= 1, key + "max_failure_rate",
+    require(is_number(max_failure_rate) and 0 <= max_failure_rate <= 1, key + "max_failure_rate",
             max_failure_rate, "a number from 0 to 1")
-    require(timeout_min is None or (_number(timeout_min) and timeout_min > 0), key + "timeout_min",
+    require(timeout_min is None or (is_number(timeout_min) and timeout_min > 0), key + "timeout_min",
             timeout_min, "a positive number of minutes, or null for no limit")
-    require(_integer(max_retries) and max_retries >= 0, key + "max_retries", max_retries,
+    require(is_integer(max_retries) and max_retries >= 0, key + "max_retries", max_retries,
             "an integer >= 0")
     for name, value in (("heartbeat_interval", heartbeat_interval), ("grace_period", grace_period)):
-        require(_number(value) and value > 0, key + name, value, "a positive number of seconds")
+        require(is_number(value) and value > 0, key + name, value, "a positive number of seconds")
     require(isinstance(allow_changed_overrides, bool), key + "allow_changed_overrides",
             allow_changed_overrides, "true or false")
     for d in direction if isinstance(direction, (list, tuple, ListConfig)) else [direction]:
