@@ -96,6 +96,7 @@ def moved(path: Path, sweep_dir: Path) -> Path:
     return path if path.exists() or not (sweep_dir / path.name).exists() else sweep_dir / path.name
 
 
+SQLITE = "sqlite:///"  # sqlite:///path/to/study.db (the default, study.db in the sweep dir)
 JOURNAL = "journal:///"  # journal:///path/to/study.log -> JournalStorage on a shared filesystem
 
 
@@ -104,21 +105,27 @@ def journal_path(url: str) -> Path:
     return Path("/" + url[len(JOURNAL):].lstrip("/"))
 
 
+def storage_file(url: str) -> Path | None:
+    """The file a SQLite or journal storage keeps its studies in; None for a database server."""
+    if url.startswith(SQLITE):
+        return Path(url[len(SQLITE):])
+    return journal_path(url) if url.startswith(JOURNAL) else None
+
+
 def resolve_storage(url: str, sweep_dir: Path) -> str:
     """A SQLite or journal URL as study.json records it, made absolute against the sweep dir:
     the default is stored as sqlite:///study.db so that sweep dirs can be moved, and an
     absolute path that no longer exists falls back to the same name in the sweep dir (a
     journal file kept in it, say). Others unchanged."""
-    prefix = "sqlite:///"
     if url.startswith(JOURNAL):
         path = journal_path(url)
         return url if path.is_file() else f"{JOURNAL}{moved(path, sweep_dir)}"
-    if not url.startswith(prefix):
+    if not url.startswith(SQLITE):
         return url
-    path = Path(url[len(prefix):])
+    path = Path(url[len(SQLITE):])
     if not path.is_absolute() or not path.is_file():
         path = moved(path, sweep_dir)
-    return f"{prefix}{path.resolve()}"
+    return f"{SQLITE}{path.resolve()}"
 
 
 def read_study_json(sweep_dir: Path) -> tuple[str, str | None] | None:

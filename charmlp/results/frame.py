@@ -12,10 +12,10 @@ from typing import Any
 import pandas as pd
 
 from ..errors import CharmlpError
-from ..rundir import STUDY_JSON, finite
+from ..rundir import SQLITE, STUDY_JSON, finite
 from .rundirs import METRIC_COLUMNS, rows_from_dirs
-from .studies import (SQLITE, is_grid_study, load_study, missing_file, read_study_json,
-                      rows_from_study, storage_errors, sweep_dir_of_url)
+from .studies import (is_grid_study, load_study, missing_file, read_study_json, rows_from_study,
+                      storage_errors, sweep_dir_of_url)
 
 TAIL_COLUMNS = ["train_loss", "dev_loss", "test_loss", "num_params", "steps", "steps_done", "duration_s",
                 "steps_per_sec", "datetime_start", "datetime_complete", "output_dir", "overrides",

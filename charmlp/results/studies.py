@@ -7,10 +7,9 @@ from typing import Iterator
 
 from .. import rundir
 from ..errors import CharmlpError
-from ..rundir import STUDY_JSON, read_metrics, read_overrides, trial_dirname
+from ..rundir import SQLITE, STUDY_JSON, read_metrics, read_overrides, storage_file, trial_dirname
 from .rundirs import METRIC_COLUMNS, iso, relative_dir, run_metrics
 
-SQLITE = "sqlite:///"
 STORAGE_FIX = ("fix: pass the storage URL the sweep used (its study.json has it), "
                "e.g. sqlite:///PATH/study.db")
 
@@ -29,7 +28,6 @@ def storage_errors(what: str) -> Iterator[None]:
 
 def missing_file(url: str) -> bool:
     """Whether `url` is a SQLite or journal storage whose file is not there."""
-    from ..sweep.storage import storage_file
     path = storage_file(url)
     return path is not None and not path.is_file()
 

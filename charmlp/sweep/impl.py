@@ -19,15 +19,15 @@ from optuna.trial import TrialState
 from ..atomic import write_json
 from ..errors import CharmlpError
 from ..results import collect, write_outputs
-from ..rundir import (METRIC_KEYS, RESULTS_CSV, STUDY_JSON, finite, read_metrics, task_overrides,
-                      trial_dirname)
+from ..rundir import (METRIC_KEYS, RESULTS_CSV, STUDY_JSON, finite, read_metrics, storage_file,
+                      task_overrides, trial_dirname)
 from . import budget, interrupts
 from .liveness import (UNCLAIMED_GRACE, Heartbeat, claim, is_stale, others_running, sweep_died_here,
                        unclaimed_wait)
 from .order import LengthModel, longest_first
 from .progress import Progress
 from .slots import Job, Slots
-from .storage import default_url, open_storage, redact, storage_file
+from .storage import default_url, open_storage, redact
 
 log = logging.getLogger(__name__)
 

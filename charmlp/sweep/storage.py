@@ -11,19 +11,11 @@ import optuna
 import sqlalchemy
 
 from ..errors import CharmlpError
-from ..rundir import JOURNAL, journal_path
-
+from ..rundir import JOURNAL, SQLITE, journal_path, storage_file
 
 
 def default_url(sweep_dir: str | os.PathLike) -> str:
-    return f"sqlite:///{Path(sweep_dir).resolve() / 'study.db'}"
-
-
-def storage_file(url: str) -> Path | None:
-    """The file a SQLite or journal storage keeps its studies in; None for a database server."""
-    if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///"):])
-    return journal_path(url) if url.startswith(JOURNAL) else None
+    return f"{SQLITE}{Path(sweep_dir).resolve() / 'study.db'}"
 
 
 # What open_storage's cache holds now (weakly: an entry it evicts may still close), for
@@ -55,8 +47,8 @@ def _open(url: str) -> optuna.storages.BaseStorage:
             path = journal_path(url)
             path.parent.mkdir(parents=True, exist_ok=True)
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-        if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        if url.startswith(SQLITE):
+            storage_file(url).parent.mkdir(parents=True, exist_ok=True)
             # Several processes may share one SQLite file: wait for locks instead of failing.
             return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
         with _schema_lock(_with_driver(url)):
