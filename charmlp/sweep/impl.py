@@ -442,15 +442,22 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         log.warning("trial %d failed: %s", trial.number, reason)
 
     def _same_failure_so_far(self, study, trial, reason: str) -> bool:
-        # Not when it runs on regardless (only counted failures end it), nor in a grid, whose
-        # points are its budget: a point that fails stays failed.
-        if self.max_failure_rate >= 1 or self._grid is not None or trial.number < self._first_number:
+        # Not in a grid, whose points are its budget: a point that fails stays failed.
+        if self._grid is not None or trial.number < self._first_number:
             return False
-        mine = [t for t in study.get_trials(deepcopy=False)
-                if t.number >= self._first_number and t.number != trial.number]
-        if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in mine):
-            return False
-        return all(t.user_attrs.get("fail_reason") == reason for t in budget.failed(mine, same=True))
+        fails = self._opening_failures([t for t in study.get_trials(deepcopy=False)
+                                        if t.number >= self._first_number and t.number != trial.number])
+        return fails is not None and all(t.user_attrs.get("fail_reason") == reason for t in fails)
+
+    def _opening_failures(self, trials) -> list | None:
+        """The failures of `trials` (this run's) while none of them has finished, counted or
+        not; None once one has, or when the sweep runs on regardless (max_failure_rate=1:
+        only counted failures end it)."""
+        if self.max_failure_rate >= 1:
+            return None
+        if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials):
+            return None
+        return budget.failed(trials, same=True)
 
     @staticmethod
     def _was_requeued(study, trial) -> bool:
@@ -486,10 +493,8 @@ class CharmlpSweeperImpl(OptunaSweeperImpl):
         """The one reason every failed trial of `trials` gave, once n_jobs + 2 have failed and
         none has finished: an error every trial will hit (a config or environment error),
         which would otherwise burn max_failure_rate x n_trials trials before the sweep stops."""
-        fails = budget.failed(trials, same=True)
-        if self.max_failure_rate >= 1 or len(fails) < self.n_jobs + 2:
-            return None
-        if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials):
+        fails = self._opening_failures(trials)
+        if fails is None or len(fails) < self.n_jobs + 2:
             return None
         reasons = {t.user_attrs.get("fail_reason") for t in fails}
         return reasons.pop() if len(reasons) == 1 and None not in reasons else None
