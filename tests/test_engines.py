@@ -125,6 +125,23 @@ def test_native_build_of_each_vector_width_matches_reference(lanes, emb, hidden,
     assert_same_training(results[0], results[1], data)
 
 
+@pytest.mark.parametrize("lanes", [8, 16])
+@pytest.mark.parametrize("bn", [True, False])
+def test_native_losses_turn_nan_with_the_weights_so_divergence_is_caught(lanes, bn, data):
+    """tanh's and exp's clamps are min/max instructions, which drop a NaN in one operand:
+    a NaN weight must still reach every loss, or the divergence check would miss it."""
+    if not native_available():
+        pytest.skip("no C compiler here")
+    lib = native._load((f"CHARMLP_VL={lanes}",))
+    V, (X, Y), _ = data
+    model = CharMLP(ModelArgs(vocab_size=V, block_size=3, batchnorm=bn), torch.Generator().manual_seed(SEED))
+    with torch.no_grad():
+        model.W1[0, 0] = float("nan")
+    eng = engine_class("native")(model, SGD(lr=0.1), X, Y, BATCH, torch.Generator().manual_seed(SEED), 10)
+    eng.lib = lib
+    assert eng.run(0, 3).isnan().all()
+
+
 def test_native_build_is_logged_once_then_cached(tmp_path, monkeypatch, caplog):
     """The first build says why the first trial is slow; a second process finds the cache."""
     if not native_available():

@@ -36,6 +36,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__x86_64__) && defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 enum { P_C, P_W1, P_B1, P_W2, P_B2, P_D, P_GAIN, P_BIAS, NP };
 static const int DECAYED[NP] = {1, 1, 0, 1, 0, 1, 0, 0}; /* 2-D parameters */
@@ -69,6 +72,19 @@ static inline vf load(const float *p) { vf v; memcpy(&v, p, sizeof v); return v;
 static inline void store(float *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf splat(float x) { return x - (vf){0}; }  /* a broadcast (x - 0 is x, -0 too) */
 static inline vf blend(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (~mask & (vi)b)); }
+/* x > c ? c : x and x < c ? c : x, x NaN staying NaN (min/max return their second operand
+ * then): one min/max instruction where the ISA has one at this width, not a compare and an
+ * integer blend (measured 1.02-1.03x a step at both widths) */
+#if defined(__x86_64__) && defined(__AVX512F__) && VL == 16
+static inline vf at_most(vf x, vf c) { return (vf)_mm512_min_ps((__m512)c, (__m512)x); }
+static inline vf at_least(vf x, vf c) { return (vf)_mm512_max_ps((__m512)c, (__m512)x); }
+#elif defined(__x86_64__) && defined(__AVX__) && VL == 8
+static inline vf at_most(vf x, vf c) { return (vf)_mm256_min_ps((__m256)c, (__m256)x); }
+static inline vf at_least(vf x, vf c) { return (vf)_mm256_max_ps((__m256)c, (__m256)x); }
+#else
+static inline vf at_most(vf x, vf c) { return blend(x > c, c, x); }
+static inline vf at_least(vf x, vf c) { return blend(x < c, c, x); }
+#endif
 typedef float v4 __attribute__((vector_size(16)));
 static inline float hsum(vf v) {  /* 128-bit quarters added as vectors, then 4 lanes */
     v4 a, b;
@@ -167,8 +183,8 @@ static inline vf vexp_in_range(vf x) {
 
 /* exp(x), x clamped to [-87, 88] first */
 static inline vf vexp(vf x) {
-    x = blend(x < splat(-87.0f), splat(-87.0f), x);
-    x = blend(x > splat(88.0f), splat(88.0f), x);
+    x = at_least(x, splat(-87.0f));
+    x = at_most(x, splat(88.0f));
     return vexp_in_range(x);
 }
 
@@ -178,8 +194,7 @@ static inline vf vexp(vf x) {
  * half the cost of 1 - 2 / (exp(2x) + 1), which also needed a series near 0. NaN stays NaN. */
 static inline vf vtanh(vf x) {
     const vf c = splat(7.90531110763549805f);
-    x = blend(x > c, c, x);
-    x = blend(x < -c, -c, x);
+    x = at_least(at_most(x, c), -c);
     const vf x2 = x * x;
     vf p = x2 * splat(-2.76076847742355e-16f) + splat(2.00018790482477e-13f);
     p = x2 * p + splat(-8.60467152213735e-11f);
@@ -484,8 +499,9 @@ static void first_layer_grad(const Net *n, Work *w) {
         const int64_t count = w->nuniq[t];
         const int32_t *slot = w->slot + t * B, *uniq = w->uniq + t * w->umax;
         float *W1t = n->param[P_W1] + t * E * Hp;
-        memset(w->rows, 0, sizeof(float) * count * Hp);
-        for (int64_t b = 0; b < B; b++) vadd_to(Hp, w->dh + b * Hp, w->rows + slot[b] * Hp);
+        for (int64_t b = 0, seen = 0; b < B; b++)  /* slots number tokens in first-seen order */
+            if (slot[b] == seen) memcpy(w->rows + seen++ * Hp, w->dh + b * Hp, sizeof(float) * Hp);
+            else vadd_to(Hp, w->dh + b * Hp, w->rows + slot[b] * Hp);
         gemm_nt(count, Hp, E, w->rows, W1t, w->grows, 0);  /* uses W1_t before its update */
         if (w->fused)
             gemm_sgd(E, count, Hp, w->cu + t * w->umax * E, 1, E, w->rows, n->param[P_W1] + t * E * Hp,
@@ -558,7 +574,7 @@ static void softmax_rows(int64_t V, int64_t m, int64_t B, const float *l, int64_
     vf mx = load(lt);
     for (int64_t v = 1; v < V; v++) {
         const vf x = load(lt + v * VL);
-        mx = blend(x > mx, x, mx);
+        mx = at_least(mx, x);
     }
     vf s = splat(0.0f);
     for (int64_t v = 0; v < V; v++) {
