@@ -122,7 +122,7 @@ def resolve_storage(url: str, sweep_dir: Path) -> str:
         return url if path.is_file() else f"{JOURNAL}{moved(path, sweep_dir)}"
     if not url.startswith(SQLITE):
         return url
-    path = Path(url[len(SQLITE):])
+    path = storage_file(url)
     if not path.is_absolute() or not path.is_file():
         path = moved(path, sweep_dir)
     return f"{SQLITE}{path.resolve()}"
