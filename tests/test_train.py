@@ -156,7 +156,9 @@ def test_an_lr_block_is_exactly_the_per_step_lrs(schedule):
     opt = SGD(lr=0.0731, schedule=sched)
     total = 2003
     for start, n in [(0, 1000), (0, total), (690, 300), (741, 1), (741, 0), (25, 90), (1990, 13)]:
-        assert opt.lr_block(start, n, total) == [opt.lr_at(s, total) for s in range(start, start + n)]
+        block = opt.lr_block(start, n, total)
+        assert block.dtype == torch.float64 and block.is_contiguous()
+        assert block.tolist() == [opt.lr_at(s, total) for s in range(start, start + n)]
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -209,7 +209,7 @@ class NativeEngine(Engine):
 
     def run(self, start: int, n: int) -> torch.Tensor:
         ix = self.batch_indices(n).contiguous()  # (n, B): the C loop gathers the rows itself
-        lrs = torch.tensor(self.optimizer.lr_block(start, n, self.total_steps), dtype=torch.float64)
+        lrs = self.optimizer.lr_block(start, n, self.total_steps)  # float64, contiguous
         losses = torch.empty(n, dtype=torch.float32)
         self._bind()
         with torch.no_grad():
