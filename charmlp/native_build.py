@@ -24,6 +24,11 @@ SOURCE = Path(__file__).parent / "engines" / "native_step.c"
 # maths (and let the compiler assume no NaN, which divergence checks rely on).
 FLAG_SETS = (["-O3", "-march=native", "-fno-math-errno"], ["-O3", "-fno-math-errno"])
 BASE_FLAGS = ["-std=c11", "-fPIC", "-shared"]
+MARCH_ENV = "CHARMLP_NATIVE_MARCH"
+# The vector ISAs a named -march may turn on (the compiler's macro), and the /proc/cpuinfo flag
+# the CPU needs for each: a build for a CPU this one is not would die of SIGILL mid-trial.
+ISA_FLAGS = {"__AVX__": "avx", "__AVX2__": "avx2", "__FMA__": "fma", "__AVX512F__": "avx512f",
+             "__AVX512VL__": "avx512vl", "__AVX512BW__": "avx512bw", "__AVX512DQ__": "avx512dq"}
 
 
 class NativeUnavailable(RuntimeError):
@@ -32,6 +37,22 @@ class NativeUnavailable(RuntimeError):
 
 def disabled() -> bool:
     return os.environ.get("CHARMLP_NO_NATIVE", "") not in ("", "0")
+
+
+def march() -> str:
+    """The CPU the kernels are compiled for: this one (-march=native) unless $CHARMLP_NATIVE_MARCH
+    names another CPU type the compiler knows (haswell: AVX2's 8 lanes, even on an AVX-512 CPU,
+    to measure or ship that build)."""
+    return os.environ.get(MARCH_ENV, "").strip() or "native"
+
+
+def flag_sets() -> list[list[str]]:
+    """FLAG_SETS, built for march()'s CPU. A named CPU is not retried without -march: that
+    would quietly build something other than what was asked for."""
+    cpu = march()
+    if cpu == "native":
+        return [list(flags) for flags in FLAG_SETS]
+    return [[f"-march={cpu}" if f == "-march=native" else f for f in FLAG_SETS[0]]]
 
 
 def compiler() -> str | None:
@@ -55,6 +76,21 @@ def machine_id() -> str:
     return "\n".join([platform.machine(), platform.processor()] + [f for f in found if f])
 
 
+def missing_isa(cc: str, flags: list[str]) -> list[str]:
+    """Vector ISAs a build with `flags` would use that this CPU lacks ([] where /proc/cpuinfo
+    lists no flags: nothing to compare against)."""
+    have = cpuinfo("flags")
+    if have is None:
+        return []
+    try:
+        r = subprocess.run([cc, *flags, "-dM", "-E", "-x", "c", os.devnull],
+                           capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return []  # the build itself will report the compiler
+    defined = {line.split()[1] for line in r.stdout.splitlines() if line.startswith("#define ")}
+    return sorted(f for macro, f in ISA_FLAGS.items() if macro in defined and f not in have.split())
+
+
 def compiler_version(cc: str) -> str:
     try:
         return subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
@@ -62,19 +98,29 @@ def compiler_version(cc: str) -> str:
         raise NativeUnavailable(f"C compiler {cc} does not run ({e})") from None
 
 
+def first_error(stderr: str) -> str:
+    """The compiler's first error line (a bad -march is followed by every valid one), else
+    the end of what it said."""
+    return next((line for line in stderr.splitlines() if "error" in line), stderr.strip()[-500:])
+
+
 def build(cc: str, source: Path = SOURCE, defines: tuple[str, ...] = ()) -> Path:
     """Compile `source` (with -D`defines`) into the cache (atomically) unless it is there;
     return the .so. The first build of each logs once why this call is slow."""
     text, version, errors = source.read_bytes(), compiler_version(cc), []
     extra = [f"-D{d}" for d in defines]
-    for flags in FLAG_SETS:
+    sets = flag_sets()
+    if march() != "native" and (lacking := missing_isa(cc, sets[0])):
+        raise NativeUnavailable(f"{MARCH_ENV}={march()} builds for {', '.join(lacking)}, which this "
+                                f"CPU lacks; fix: unset it or name an older CPU type")
+    for i, flags in enumerate(sets):
         key = hashlib.sha256(b"\0".join([text, cc.encode(), version.encode(),
                                          " ".join(flags + BASE_FLAGS + extra).encode(),
                                          machine_id().encode()])).hexdigest()[:16]
         target = cache_dir() / "native" / key / f"lib{source.stem}.so"
         if target.is_file():
             return target
-        if flags is FLAG_SETS[0]:
+        if i == 0:
             log.warning("building the native engine once (cached in %s)", target.parent.parent)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", prefix=".build-", dir=target.parent)
@@ -85,13 +131,14 @@ def build(cc: str, source: Path = SOURCE, defines: tuple[str, ...] = ()) -> Path
             if r.returncode == 0:
                 os.replace(tmp, target)  # concurrent builders each write a whole file
                 return target
-            errors.append(f"{' '.join(flags)}: {r.stderr.strip()[-500:]}")
+            errors.append(f"{' '.join(flags)}: {first_error(r.stderr)}")
         except (OSError, subprocess.SubprocessError) as e:
             errors.append(f"{' '.join(flags)}: {e}")
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    raise NativeUnavailable(f"compiling {source.name} with {cc} failed: {'; '.join(errors)}")
+    fix = "" if march() == "native" else f"; fix: unset {MARCH_ENV} or name a CPU type {cc} knows"
+    raise NativeUnavailable(f"compiling {source.name} with {cc} failed: {'; '.join(errors)}{fix}")
 
 
 def prebuild() -> Path | None:

@@ -1,5 +1,6 @@
 """Every engine reproduces the reference loop: same batches, same losses, same parameters."""
 import logging
+import platform
 import random
 
 import pytest
@@ -109,9 +110,13 @@ def test_native_build_of_each_vector_width_matches_reference(lanes, emb, hidden,
     and horizontal sums) built and checked here, whichever the machine's own is."""
     if not native_available():
         pytest.skip("no C compiler here")
-    torch.set_num_threads(1)
     lib = native._load((f"CHARMLP_VL={lanes}",))
     assert lib.charmlp_lanes() == lanes
+    assert_lib_trains_as_reference(lib, emb, hidden, batch, bn, opt, data)
+
+
+def assert_lib_trains_as_reference(lib, emb, hidden, batch, bn, opt, data):
+    torch.set_num_threads(1)
     V, (X, Y), _ = data
     results = []
     for name in ("native", "reference"):
@@ -140,6 +145,28 @@ def test_native_losses_turn_nan_with_the_weights_so_divergence_is_caught(lanes, 
     eng = engine_class("native")(model, SGD(lr=0.1), X, Y, BATCH, torch.Generator().manual_seed(SEED), 10)
     eng.lib = lib
     assert eng.run(0, 3).isnan().all()
+
+
+def test_native_march_builds_for_another_cpu_and_refuses_one_this_cpu_cannot_run(tmp_path, monkeypatch, data):
+    """CHARMLP_NATIVE_MARCH=haswell builds AVX2's 8-lane engine on any x86-64 CPU, AVX-512
+    ones included, and it trains as the reference; a CPU type the compiler does not know, or
+    one whose vector ISA this CPU lacks, is one clear refusal naming the variable."""
+    if not native_available():
+        pytest.skip("no C compiler here")
+    if platform.machine() not in ("x86_64", "AMD64") or "avx2" not in (native_build.cpuinfo("flags") or ""):
+        pytest.skip("haswell's AVX2 build needs an x86-64 CPU with AVX2")
+    monkeypatch.setenv("CHARMLP_CACHE", str(tmp_path))
+    monkeypatch.setenv("CHARMLP_NATIVE_MARCH", "haswell")
+    lib = native._load()
+    assert lib.charmlp_lanes() == 8
+    assert_lib_trains_as_reference(lib, 7, 37, 5, True, "sgd-momentum-wd", data)
+    monkeypatch.setenv("CHARMLP_NATIVE_MARCH", "no-such-cpu")
+    with pytest.raises(native.NativeUnavailable, match="fix: unset CHARMLP_NATIVE_MARCH"):
+        native._load()
+    monkeypatch.setenv("CHARMLP_NATIVE_MARCH", "skylake-avx512")
+    monkeypatch.setattr(native_build, "cpuinfo", lambda field: "fpu sse sse2 avx avx2 fma")
+    with pytest.raises(native.NativeUnavailable, match="CHARMLP_NATIVE_MARCH=skylake-avx512 builds for avx512bw"):
+        native._load()
 
 
 def test_native_build_is_logged_once_then_cached(tmp_path, monkeypatch, caplog):
