@@ -108,18 +108,17 @@ def build(cc: str, source: Path = SOURCE, defines: tuple[str, ...] = ()) -> Path
     """Compile `source` (with -D`defines`) into the cache (atomically) unless it is there;
     return the .so. The first build of each logs once why this call is slow."""
     text, version, errors = source.read_bytes(), compiler_version(cc), []
-    extra = [f"-D{d}" for d in defines]
-    sets = flag_sets()
-    if march() != "native" and (lacking := missing_isa(cc, sets[0])):
-        raise NativeUnavailable(f"{MARCH_ENV}={march()} builds for {', '.join(lacking)}, which this "
-                                f"CPU lacks; fix: unset it or name an older CPU type")
-    for i, flags in enumerate(sets):
+    extra, cpu = [f"-D{d}" for d in defines], march()
+    for i, flags in enumerate(flag_sets()):
         key = hashlib.sha256(b"\0".join([text, cc.encode(), version.encode(),
                                          " ".join(flags + BASE_FLAGS + extra).encode(),
                                          machine_id().encode()])).hexdigest()[:16]
         target = cache_dir() / "native" / key / f"lib{source.stem}.so"
         if target.is_file():
-            return target
+            return target  # its key holds this CPU's flags: it passed the check below here
+        if cpu != "native" and (lacking := missing_isa(cc, flags)):
+            raise NativeUnavailable(f"{MARCH_ENV}={cpu} builds for {', '.join(lacking)}, which this "
+                                    f"CPU lacks; fix: unset it or name an older CPU type")
         if i == 0:
             log.warning("building the native engine once (cached in %s)", target.parent.parent)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +136,7 @@ def build(cc: str, source: Path = SOURCE, defines: tuple[str, ...] = ()) -> Path
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    fix = "" if march() == "native" else f"; fix: unset {MARCH_ENV} or name a CPU type {cc} knows"
+    fix = "" if cpu == "native" else f"; fix: unset {MARCH_ENV} or name a CPU type {cc} knows"
     raise NativeUnavailable(f"compiling {source.name} with {cc} failed: {'; '.join(errors)}{fix}")
 
 
