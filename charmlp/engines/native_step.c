@@ -211,7 +211,7 @@ static inline vf vtanh(vf x) {
 }
 
 /* out[j] = in[j] over n floats, n a multiple of VL: a row of Hp floats copied inline, where a
- * libc call per row (about 70 a step) cost 0.6% of a step at emb10/hid200 */
+ * libc call per row (then about 70 a step) cost 0.6% of a step at emb10/hid200 */
 static inline void vcopy(int64_t n, const float *restrict in, float *restrict out) {
     for (int64_t j = 0; j < n; j += VL) store(out + j, load(in + j));
 }
@@ -442,7 +442,8 @@ typedef struct {
     int64_t size[NP];
     /* The first layer by distinct token: per position t, the batch's distinct tokens
      * uniq[t] (first-seen order), each example's index into them slot[t], their count nuniq[t];
-     * cu[t] = C[uniq[t]] rows; rows/grows hold one position's (count, Hp) / (count, E) rows. */
+     * cu[t] = C[uniq[t]] rows; rows[t] = C[uniq[t]] @ W1_t (umax, Hp) forward, and rows[0]
+     * dh summed by token backward; grows one position's (count, E) rows of dC. */
     int32_t *uniq, *slot, *seen;
     int64_t *nuniq;
     float *cu, *rows, *grows;
@@ -457,7 +458,7 @@ typedef struct {
 /* The first layer works per context position t on the batch's distinct tokens there (about
  * 13 of 32 examples' worth at batch 32, at most V), because x @ W1 is a sum over t of
  * C[X[:, t]] @ W1_t, where W1_t is W1's rows t*E..(t+1)*E. So
- *   forward  hpre[b] += (C[u] @ W1_t)[slot[b]]            (u: the distinct tokens)
+ *   forward  hpre[b] = sum over t of (C[u] @ W1_t)[slot[b]]  (u: the distinct tokens)
  *   backward S = dh summed by token, dW1_t = C[u]^T @ S, dC[u] += S @ W1_t^T
  * which is the same gradient as x^T @ dh and dh @ W1^T (summed in a different order) for
  * less than half their multiply-adds. */
@@ -482,20 +483,26 @@ static void group_tokens(const Net *n, Work *w, const int64_t *X) {
     }
 }
 
-/* hpre (B, Hp) = b1 (or 0) + x @ W1, by distinct token */
+/* rows[t] = C[u] @ W1_t for each position t: hpre's terms, summed where hpre is first
+ * read (hpre_cols), not in a pass of their own (1.02x a step at emb10/hid200) */
 static void first_layer(const Net *n, Work *w) {
-    const int64_t E = n->E, Hp = w->Hp, B = n->B;
-    for (int64_t t = 0; t < n->T; t++) {
-        const int32_t *slot = w->slot + t * B;
+    const int64_t E = n->E, Hp = w->Hp;
+    for (int64_t t = 0; t < n->T; t++)
         gemm(w->nuniq[t], E, Hp, w->cu + t * w->umax * E, E, 1, n->param[P_W1] + t * E * Hp,
-             w->rows, 0);
-        for (int64_t b = 0; b < B; b++) {
-            const float *row = w->rows + slot[b] * Hp;
-            float *out = w->hpre + b * Hp;
-            if (t > 0) vadd_to(Hp, row, out);
-            else if (n->batchnorm) vcopy(Hp, row, out);
-            else for (int64_t j = 0; j < Hp; j += VL) store(out + j, load(n->param[P_B1] + j) + load(row + j));
-        }
+             w->rows + t * w->umax * Hp, 0);
+}
+
+/* hpre's row b, G column vectors from column j, into x: b1 (without BatchNorm) plus each
+ * position's row for its token, added in the order t = 0, 1, ... */
+static inline __attribute__((always_inline)) void hpre_cols(
+    const int G, const Net *n, const Work *w, int64_t b, int64_t j, vf *x) {
+    const int64_t Hp = w->Hp, B = n->B;
+    const float *r = w->rows + w->slot[b] * Hp + j;
+    for (int g = 0; g < G; g++)
+        x[g] = n->batchnorm ? load(r + g * VL) : load(n->param[P_B1] + j + g * VL) + load(r + g * VL);
+    for (int64_t t = 1; t < n->T; t++) {
+        r = w->rows + (t * w->umax + w->slot[t * B + b]) * Hp + j;
+        for (int g = 0; g < G; g++) x[g] += load(r + g * VL);
     }
 }
 
@@ -532,8 +539,14 @@ static inline __attribute__((always_inline)) void batchnorm_tanh_cols(
     const vf ib = splat(1.0f / (float)B), ibm1 = splat(1.0f / (float)(B - 1));
     vf sum[4], mean[4], ss[4], inv[4];
     for (int g = 0; g < G; g++) sum[g] = ss[g] = splat(0.0f);
-    for (int64_t b = 0; b < B; b++)
-        for (int g = 0; g < G; g++) sum[g] += load(w->hpre + b * Hp + j + g * VL);
+    for (int64_t b = 0; b < B; b++) {
+        vf x[4];
+        hpre_cols(G, n, w, b, j, x);
+        for (int g = 0; g < G; g++) {
+            store(w->hpre + b * Hp + j + g * VL, x[g]);
+            sum[g] += x[g];
+        }
+    }
     for (int g = 0; g < G; g++) mean[g] = sum[g] * ib;
     for (int64_t b = 0; b < B; b++)
         for (int g = 0; g < G; g++) {
@@ -611,7 +624,13 @@ static float forward(const Net *n, Work *w, const int64_t *X, const int64_t *Y) 
     first_layer(n, w);  /* (B, Hp) */
     PROF(PH_FIRST_FWD);
     if (n->batchnorm) batchnorm_tanh(n, w);
-    else for (int64_t i = 0; i < B * Hp; i += VL) store(w->h + i, vtanh(load(w->hpre + i)));
+    else
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t j = 0; j < Hp; j += VL) {
+                vf x;
+                hpre_cols(1, n, w, b, j, &x);
+                store(w->h + b * Hp + j, vtanh(x));
+            }
     PROF(PH_BN_TANH);
 
     /* logits held transposed, (V, B) = b2 + W2^T @ h^T: softmax then loads VL rows at once */
@@ -877,7 +896,7 @@ int charmlp_run(Net *n, int64_t steps, const int64_t *Xall, const int64_t *Yall,
     const int64_t umax = V < B ? V : B;
     int64_t total = padded_size(n, Hp);
     const int64_t counts[] = {B * F, B * Hp, B * Hp, B * V, B * V, B * Hp, B * F,
-                              Hp, Hp, Hp, Hp, T * umax * E, umax * Hp, umax * E, V * VL};
+                              Hp, Hp, Hp, Hp, T * umax * E, T * umax * Hp, umax * E, V * VL};
     for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) total += counts[i] + 16;
     for (int i = 0; i < NP; i++) total += sizes[i] + 16;
     float *block = aligned_alloc(64, sizeof(float) * ((total + 15) & ~(int64_t)15));
@@ -895,7 +914,7 @@ int charmlp_run(Net *n, int64_t steps, const int64_t *Xall, const int64_t *Yall,
         memset(w.grad[i], 0, sizeof(float) * sizes[i]);
     }
     w.umax = umax;
-    w.cu = carve(&cur, T * w.umax * E); w.rows = carve(&cur, w.umax * Hp); w.grows = carve(&cur, w.umax * E);
+    w.cu = carve(&cur, T * w.umax * E); w.rows = carve(&cur, T * w.umax * Hp); w.grows = carve(&cur, w.umax * E);
     w.lt = carve(&cur, V * VL);
     int32_t *ints = malloc(sizeof(int32_t) * (T * w.umax + T * B + V) + sizeof(int64_t) * (T + B * T + B));
     if (!ints) { free(block); return -1; }
