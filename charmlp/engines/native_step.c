@@ -621,7 +621,7 @@ static float forward(const Net *n, Work *w, const int64_t *X, const int64_t *Y) 
             for (int64_t t = 0; t < T; t++)
                 memcpy(w->x + b * F + t * E, n->param[P_C] + X[b * T + t] * E, sizeof(float) * E);
     PROF(PH_TOKENS);
-    first_layer(n, w);  /* (B, Hp) */
+    first_layer(n, w);  /* rows[t]: hpre is summed from them in the next phase */
     PROF(PH_FIRST_FWD);
     if (n->batchnorm) batchnorm_tanh(n, w);
     else
